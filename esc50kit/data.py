@@ -1,0 +1,224 @@
+"""Read and validate the ESC-50 metadata table and its audio tree.
+
+A dataset root is laid out as the official ESC-50 download is::
+
+    root/meta/esc50.csv   filename,fold,target,category,esc10,src_file,take
+    root/audio/*.wav      one 5-second clip per row
+
+Subsets laid out the same way (ESC-10, a synthetic tree) load with the same code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
+META_RELPATH = Path("meta") / "esc50.csv"
+AUDIO_DIRNAME = "audio"
+OFFICIAL_FOLDS = (1, 2, 3, 4, 5)
+ESC50_N_CLASSES = 50
+ESC10_N_CLASSES = 10
+CLIPS_PER_CLASS = 40
+SUBSETS = ("all", "esc10", "esc50")
+
+
+class DatasetError(ValueError):
+    """The dataset tree or its metadata table is not a valid ESC-50-style dataset."""
+
+
+def _parse_filename(name: str) -> tuple[int, str, str, int]:
+    """Split ``{fold}-{src_file}-{take}-{target}.wav`` into its four fields."""
+    stem = Path(name).stem
+    parts = stem.split("-")
+    if len(parts) != 4:
+        raise ValueError(name)
+    fold, src, take, target = parts
+    return int(fold), src, take, int(target)
+
+
+def read_table(root: str | Path) -> pd.DataFrame:
+    """Read ``meta/esc50.csv`` of a dataset root and check its columns.
+
+    Returns:
+        pd.DataFrame: the table as written, with the official columns typed.
+
+    Raises:
+        DatasetError: the file is missing, unreadable, or lacks an official column.
+    """
+    root = Path(root)
+    csv_path = root / META_RELPATH
+    if not csv_path.is_file():
+        raise DatasetError(
+            f"{csv_path} not found: a dataset root must hold meta/esc50.csv and audio/. "
+            "Run `python download_data.py` or pass the folder that contains meta/ and audio/."
+        )
+    try:
+        df = pd.read_csv(csv_path, dtype={"src_file": str, "take": str})
+    except Exception as exc:  # pandas raises several types for broken CSVs
+        raise DatasetError(f"{csv_path} could not be read as CSV: {exc}") from exc
+    missing = [c for c in ESC50_COLUMNS if c not in df.columns]
+    if missing:
+        raise DatasetError(
+            f"{csv_path} lacks the official column(s) {missing}; "
+            f"expected {list(ESC50_COLUMNS)}. Is this an ESC-50 metadata file?"
+        )
+    for col in ("fold", "target"):
+        if not pd.api.types.is_integer_dtype(df[col]):
+            bad = df.loc[pd.to_numeric(df[col], errors="coerce").isna(), "filename"].head(3).tolist()
+            raise DatasetError(f"{csv_path}: column {col!r} must hold integers; bad rows: {bad}")
+    if df["esc10"].dtype != bool:
+        df["esc10"] = df["esc10"].astype(str).str.lower().map({"true": True, "false": False})
+        if df["esc10"].isna().any():
+            raise DatasetError(f"{csv_path}: column 'esc10' must hold True/False")
+    return df
+
+
+def validate_table(df: pd.DataFrame, *, source: str = "metadata") -> None:
+    """Check the consistency rules of an ESC-50 table.
+
+    Rules: folds are official (1-5); filenames are unique; every file name encodes the
+    fold, ``src_file``, take and target of its row; each target has one category name.
+
+    Raises:
+        DatasetError: naming the first offending rows and what to do.
+    """
+    bad_folds = df.loc[~df["fold"].isin(OFFICIAL_FOLDS)]
+    if len(bad_folds):
+        raise DatasetError(
+            f"{source}: unknown fold(s) {sorted(bad_folds['fold'].unique().tolist())} in "
+            f"{bad_folds['filename'].head(3).tolist()}; ESC-50 folds are 1-5."
+        )
+    dups = df.loc[df["filename"].duplicated(keep=False), "filename"]
+    if len(dups):
+        raise DatasetError(
+            f"{source}: duplicate file(s) {sorted(dups.unique().tolist())[:5]}; "
+            "each clip must be listed once."
+        )
+    mismatched = []
+    for row in df.itertuples(index=False):
+        try:
+            fold, src, take, target = _parse_filename(row.filename)
+        except ValueError:
+            mismatched.append(f"{row.filename} (not named fold-src_file-take-target.wav)")
+            continue
+        if (fold, src, take, target) != (row.fold, str(row.src_file), str(row.take), row.target):
+            mismatched.append(
+                f"{row.filename} (row says fold={row.fold}, src_file={row.src_file}, "
+                f"take={row.take}, target={row.target})"
+            )
+    if mismatched:
+        raise DatasetError(
+            f"{source}: labels disagree with file names for {len(mismatched)} row(s): "
+            + "; ".join(mismatched[:3])
+            + ". Fix the table or the file names; they must agree."
+        )
+    names = df.groupby("target")["category"].nunique()
+    if (names > 1).any():
+        t = int(names[names > 1].index[0])
+        raise DatasetError(
+            f"{source}: target {t} has several category names "
+            f"{sorted(df.loc[df['target'] == t, 'category'].unique().tolist())}"
+        )
+
+
+def load_metadata(
+    root: str | Path, *, subset: str = "all", check_audio: bool = True
+) -> pd.DataFrame:
+    """Load, validate and optionally subset the metadata of a dataset root.
+
+    Args:
+        root: folder holding ``meta/esc50.csv`` and ``audio/``.
+        subset: ``"all"`` (every row), ``"esc10"`` (rows flagged esc10) or ``"esc50"``
+            (every row, but the table must be the complete ESC-50).
+        check_audio: raise if a listed WAV file is missing.
+
+    Returns:
+        pd.DataFrame: one row per clip, the official columns plus ``path`` (absolute
+        path of the WAV) and ``label`` (0..K-1, the rank of ``target`` in this table).
+
+    Raises:
+        DatasetError: for missing columns, unknown folds, duplicate files, labels that
+            disagree with file names, missing audio, or an unknown subset.
+    """
+    if subset not in SUBSETS:
+        raise DatasetError(f"unknown subset {subset!r}; choose one of {SUBSETS}")
+    root = Path(root).expanduser().resolve()
+    df = read_table(root)
+    validate_table(df, source=str(root / META_RELPATH))
+    if subset == "esc10":
+        df = df.loc[df["esc10"]]
+        if df.empty:
+            raise DatasetError(f"{root}: no row is flagged esc10=True")
+    elif subset == "esc50" and df["target"].nunique() != ESC50_N_CLASSES:
+        raise DatasetError(
+            f"{root}: subset='esc50' asks for the full dataset, but the table has "
+            f"{df['target'].nunique()} classes; use subset='all' for a subset tree."
+        )
+    df = df.sort_values(["fold", "filename"]).reset_index(drop=True)
+    df["path"] = [str(root / AUDIO_DIRNAME / f) for f in df["filename"]]
+    if check_audio:
+        missing = [p for p in df["path"] if not Path(p).is_file()]
+        if missing:
+            raise DatasetError(
+                f"{root}: {len(missing)} listed audio file(s) are missing, e.g. {missing[:3]}. "
+                "Re-run `python download_data.py --force` to fetch the dataset again."
+            )
+    targets = np.sort(df["target"].unique())
+    df["label"] = np.searchsorted(targets, df["target"].to_numpy())
+    return df
+
+
+def class_names(df: pd.DataFrame) -> list[str]:
+    """Category names ordered by ``label`` (index i names class i of a model's output)."""
+    return df.drop_duplicates("label").sort_values("label")["category"].tolist()
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Counts of a dataset table and which dataset they match."""
+
+    n_clips: int
+    n_classes: int
+    n_folds: int
+    clips_per_class: dict[str, int]
+    clips_per_fold: dict[int, int]
+    kind: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind}: {self.n_clips} clips, {self.n_classes} classes, {self.n_folds} folds "
+            f"({min(self.clips_per_class.values())}-{max(self.clips_per_class.values())} clips "
+            f"per class, {min(self.clips_per_fold.values())}-{max(self.clips_per_fold.values())} per fold)"
+        )
+
+
+def summarize(df: pd.DataFrame) -> DatasetSummary:
+    """Count clips per class and per fold and name the dataset they match.
+
+    ``kind`` is ``"ESC-50"`` for the full dataset (2000 clips, 50 x 40, 5 x 400),
+    ``"ESC-10"`` for its esc10 subset, ``"ESC-50 subset"`` for another balanced subset
+    laid out the same way (40 clips per class, equal folds), else ``"custom"``.
+    """
+    per_class = df["category"].value_counts().sort_index().to_dict()
+    per_fold = {int(k): int(v) for k, v in df["fold"].value_counts().sort_index().items()}
+    n_classes = len(per_class)
+    balanced = set(per_class.values()) == {CLIPS_PER_CLASS} and len(set(per_fold.values())) == 1
+    if balanced and n_classes == ESC50_N_CLASSES and len(per_fold) == 5:
+        kind = "ESC-50"
+    elif balanced and n_classes == ESC10_N_CLASSES and bool(df["esc10"].all()) and len(per_fold) == 5:
+        kind = "ESC-10"
+    elif balanced and len(per_fold) == 5:
+        kind = "ESC-50 subset"
+    else:
+        kind = "custom"
+    return DatasetSummary(
+        n_clips=len(df),
+        n_classes=n_classes,
+        n_folds=len(per_fold),
+        clips_per_class={str(k): int(v) for k, v in per_class.items()},
+        clips_per_fold=per_fold,
+        kind=kind,
+    )

@@ -1,0 +1,254 @@
+"""Leakage-safe splits on the official ESC-50 folds, and the audit that proves them.
+
+The official folds are the only split unit: ESC-50 keeps every clip cut from one source
+recording (``src_file``) inside one fold, so whole folds can never leak a recording.
+For cross-validation each fold is the test fold once; the validation fold, which picks
+the epoch and every other choice, is another fold, never the test fold.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from .data import OFFICIAL_FOLDS
+
+ROLES = ("train", "val", "test")
+MODES = ("cv", "validation", "final")
+
+
+class LeakageError(RuntimeError):
+    """A train/validation/test assignment shares data across its sides."""
+
+    def __init__(self, report: "AuditReport"):
+        super().__init__(str(report))
+        self.report = report
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Which official folds train, validate and test one model.
+
+    ``test_fold`` is None in ``validation`` mode, where the model is only reported on
+    its validation fold and the held-out fold stays untouched.
+    """
+
+    train_folds: tuple[int, ...]
+    val_fold: int
+    test_fold: int | None
+
+    def __post_init__(self) -> None:
+        used = list(self.train_folds) + [self.val_fold] + (
+            [self.test_fold] if self.test_fold is not None else []
+        )
+        if len(set(used)) != len(used):
+            raise ValueError(f"folds overlap in {self}: train, val and test folds must differ")
+        if self.val_fold == self.test_fold:  # pragma: no cover - caught above, kept explicit
+            raise ValueError("the validation fold must not be the test fold")
+
+    @property
+    def name(self) -> str:
+        test = f"test{self.test_fold}" if self.test_fold is not None else "notest"
+        return f"{test}-val{self.val_fold}"
+
+
+def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
+    """One split per fold: that fold tests, the next fold (cyclically) validates.
+
+    Returns:
+        list[FoldSplit]: ``len(folds)`` splits; every fold is the test fold exactly once.
+    """
+    folds = tuple(sorted(folds))
+    if len(folds) < 3:
+        raise ValueError(f"cross-validation needs at least 3 folds, got {folds}")
+    out = []
+    for i, test in enumerate(folds):
+        val = folds[(i + 1) % len(folds)]
+        train = tuple(f for f in folds if f not in (test, val))
+        out.append(FoldSplit(train_folds=train, val_fold=val, test_fold=test))
+    return out
+
+
+def make_splits(
+    mode: str,
+    folds: tuple[int, ...] = OFFICIAL_FOLDS,
+    *,
+    val_fold: int | None = None,
+    test_fold: int | None = None,
+) -> list[FoldSplit]:
+    """The splits of a training mode.
+
+    Args:
+        mode: ``"cv"`` (every fold tests once), ``"validation"`` (train on three folds,
+            report on the validation fold, keep the last fold untouched) or ``"final"``
+            (validation fold chosen among the others, test once on ``test_fold``).
+        folds: the folds present in the dataset.
+        val_fold: validation fold for ``validation``/``final`` (default: the fold before
+            the last).
+        test_fold: test fold for ``final`` (default: the last fold, 5 in ESC-50).
+    """
+    folds = tuple(sorted(folds))
+    if mode == "cv":
+        return cv_splits(folds)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    last = folds[-1] if test_fold is None else test_fold
+    if last not in folds:
+        raise ValueError(f"test_fold={last} is not one of the folds {folds}")
+    val = val_fold if val_fold is not None else [f for f in folds if f != last][-1]
+    if val not in folds or val == last:
+        raise ValueError(f"val_fold={val} must be one of {folds} other than the test fold {last}")
+    train = tuple(f for f in folds if f not in (val, last))
+    if mode == "validation":
+        return [FoldSplit(train_folds=train, val_fold=val, test_fold=None)]
+    return [FoldSplit(train_folds=train, val_fold=val, test_fold=last)]
+
+
+def assign_roles(df: pd.DataFrame, split: FoldSplit) -> pd.Series:
+    """Role of every row under a split: ``train``, ``val``, ``test`` or ``unused``."""
+    roles = pd.Series("unused", index=df.index, dtype=object)
+    roles[df["fold"].isin(split.train_folds)] = "train"
+    roles[df["fold"] == split.val_fold] = "val"
+    if split.test_fold is not None:
+        roles[df["fold"] == split.test_fold] = "test"
+    return roles
+
+
+def random_split_foil(
+    df: pd.DataFrame, *, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0
+) -> pd.Series:
+    """TEACHING FOIL: a random, fold-ignoring split of the rows. Never train on this.
+
+    It is here to show what goes wrong: takes of one recording (and augmented copies)
+    land on both sides, and scores rise for the wrong reason. :func:`audit` flags it.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(df))
+    n_test = int(round(test_size * len(df)))
+    n_val = int(round(val_size * len(df)))
+    roles = np.full(len(df), "train", dtype=object)
+    roles[order[:n_test]] = "test"
+    roles[order[n_test : n_test + n_val]] = "val"
+    return pd.Series(roles, index=df.index, name="role_FOIL_random")
+
+
+def audio_content_hash(path: str | Path) -> str:
+    """SHA-1 of the decoded 16-bit samples of a file (not of its bytes on disk).
+
+    Two files with the same sound but different headers or containers hash alike.
+    """
+    data, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    h = hashlib.sha1()
+    h.update(str(sr).encode())
+    h.update(np.ascontiguousarray(data).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Leak:
+    """One kind of overlap between two sides of a split."""
+
+    kind: str  # "fold", "file", "src_file", "content", "augmented copy"
+    sides: tuple[str, str]
+    keys: tuple[str, ...]
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.keys[:5]) + (" ..." if len(self.keys) > 5 else "")
+        return f"  LEAK [{self.kind}] {self.sides[0]} <-> {self.sides[1]}: {len(self.keys)} shared ({shown})"
+
+
+@dataclass
+class AuditReport:
+    """What the audit checked and the leaks it found."""
+
+    counts: dict[str, int]
+    checks: list[str]
+    leaks: list[Leak] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.leaks
+
+    def __str__(self) -> str:
+        head = "Split audit: " + ("PASSED" if self.ok else f"FAILED ({len(self.leaks)} leak(s))")
+        sizes = ", ".join(f"{k}={v}" for k, v in self.counts.items())
+        lines = [head, f"  sizes: {sizes}", f"  checked: {', '.join(self.checks)}"]
+        lines += [str(leak) for leak in self.leaks]
+        if not self.ok:
+            lines.append(
+                "  Fix: split by official fold (esc50kit.splits.make_splits) and derive "
+                "augmented copies after splitting, from training clips only."
+            )
+        return "\n".join(lines)
+
+
+def _origin(df: pd.DataFrame) -> pd.Series:
+    """The original clip of each row: ``origin`` for augmented copies, else the file itself."""
+    if "origin" in df.columns:
+        return df["origin"].fillna(df["filename"]).astype(str)
+    return df["filename"].astype(str)
+
+
+def audit(
+    df: pd.DataFrame,
+    roles: pd.Series,
+    *,
+    check_content: bool = False,
+    raise_on_leak: bool = True,
+) -> AuditReport:
+    """Prove that no data is shared between train, validation and test.
+
+    Checks every pair of sides for shared folds, files, ``src_file`` groups, augmented
+    copies (rows whose ``origin`` column names a clip of another side) and, with
+    ``check_content``, identical decoded audio (``content_hash`` column, computed from
+    ``path`` when absent).
+
+    Args:
+        df: the table (``filename``, ``fold``, ``src_file``; optional ``origin``,
+            ``content_hash``, ``path``).
+        roles: ``train``/``val``/``test``/``unused`` per row, aligned with ``df``.
+        check_content: also compare hashes of the decoded audio.
+        raise_on_leak: raise :class:`LeakageError` when a leak is found.
+
+    Returns:
+        AuditReport: printable; ``report.ok`` is True when nothing leaks.
+    """
+    if not roles.index.equals(df.index):
+        raise ValueError("roles must be aligned with df (same index)")
+    unknown = set(roles.unique()) - set(ROLES) - {"unused"}
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; use {ROLES} or 'unused'")
+    keys = {
+        "fold": df["fold"].astype(str),
+        "file": df["filename"].astype(str),
+        "src_file": df["src_file"].astype(str),
+        "augmented copy": _origin(df),
+    }
+    checks = list(keys)
+    if check_content:
+        if "content_hash" in df.columns:
+            keys["content"] = df["content_hash"].astype(str)
+        else:
+            keys["content"] = df["path"].map(audio_content_hash)
+        checks.append("content")
+    counts = {r: int((roles == r).sum()) for r in ROLES}
+    report = AuditReport(counts=counts, checks=checks)
+    pairs = [("train", "test"), ("val", "test"), ("train", "val")]
+    for kind, key in keys.items():
+        for a, b in pairs:
+            shared = set(key[roles == a]) & set(key[roles == b])
+            if kind == "augmented copy":
+                # A copy is only an 'augmented copy' leak when it is not the same file:
+                # plain file overlaps are already reported under 'file'.
+                copies_a = set(key[(roles == a) & (key != df["filename"])])
+                copies_b = set(key[(roles == b) & (key != df["filename"])])
+                shared = shared & (copies_a | copies_b)
+            if shared:
+                report.leaks.append(Leak(kind=kind, sides=(a, b), keys=tuple(sorted(shared))))
+    if raise_on_leak and not report.ok:
+        raise LeakageError(report)
+    return report

@@ -1,0 +1,25 @@
+"""Shared fixtures: a fake ESC-50 tree of real WAV files, built once per test session."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from esc50kit.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A read-only synthetic ESC-50 tree: 5 classes x 10 clips, 5 folds, 2 takes per source.
+
+    Do not modify it; copy it with ``writable_root`` to change files.
+    """
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "ESC-50-synth", seed=0)
+
+
+@pytest.fixture
+def writable_root(synthetic_root, tmp_path):
+    """A private copy of the synthetic tree that a test may change."""
+    dst = tmp_path / "ESC-50-copy"
+    shutil.copytree(synthetic_root, dst)
+    return dst
