@@ -1,0 +1,100 @@
+"""Command line: ``python -m esc50kit run ...`` and ``python -m esc50kit predict ...``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parse_value(text: str):
+    """A parameter value as YAML reads it: 3 -> int, 0.5 -> float, true -> bool, else str."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .pipeline import ChainError, run_chain
+
+    params: dict = {}
+    if args.config:
+        cfg = Path(args.config)
+        if not cfg.is_file():
+            print(f"error: --config {cfg} not found", file=sys.stderr)
+            return 2
+        loaded = yaml.safe_load(cfg.read_text()) or {}
+        if not isinstance(loaded, dict):
+            print(f"error: {cfg} must hold a mapping of parameter: value", file=sys.stderr)
+            return 2
+        params.update(loaded)
+    for name, value in args.param or []:
+        params[name] = _parse_value(value)
+    # Command-line flags win over the YAML file.
+    data = args.data or params.pop("data_dir", None) or params.pop("data", None)
+    profile = args.profile or params.pop("profile", None) or "quick"
+    out = args.out or params.pop("out", None) or "reports/latest"
+    artifacts = args.artifacts or params.pop("artifacts_dir", None) or "artifacts"
+    for key in ("data_dir", "data", "profile", "out", "artifacts_dir"):
+        params.pop(key, None)
+    if not data:
+        print("error: give the dataset folder with --data (see `python download_data.py`)",
+              file=sys.stderr)
+        return 2
+    try:
+        result = run_chain(data_dir=data, profile=profile, out_dir=out, artifacts_dir=artifacts,
+                           parameters=params, cell_timeout=args.cell_timeout,
+                           **({"notebooks": tuple(args.notebooks)} if args.notebooks else {}))
+    except ChainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((result.out_dir / "summary.md").read_text())
+    print(f"reports: {result.out_dir}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import main as predict_main
+
+    return predict_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m esc50kit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the four notebooks with papermill and render reports")
+    run.add_argument("--data", help="dataset root (meta/esc50.csv and audio/)")
+    run.add_argument("--profile", help="quick (minutes on a CPU) or full (meant for a GPU)")
+    run.add_argument("--out", help="report folder (default reports/latest)")
+    run.add_argument("--artifacts", help="artifacts folder shared by the notebooks (default artifacts)")
+    run.add_argument("--config", help="YAML file of parameters (any notebook parameter)")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="a notebook parameter, e.g. -p seed 1 (repeatable)")
+    run.add_argument("--notebooks", nargs="+", metavar="NAME",
+                     help="run only these notebooks, in order (e.g. 03_Modeling 04_Evaluation)")
+    run.add_argument("--cell-timeout", type=int, default=None, help="seconds a cell may run")
+    run.set_defaults(func=_run)
+
+    try:
+        from .predict import add_arguments
+    except ImportError:  # pragma: no cover - predict arrives with its own module
+        add_arguments = None
+    if add_arguments is not None:
+        pred = sub.add_parser("predict", help="classify audio files with a trained run")
+        add_arguments(pred)
+        pred.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""The papermill chain: run the four notebooks in order and render them as reports.
+
+Each notebook reads what the previous one wrote under one artifacts folder. The chain
+passes each notebook only the parameters it declares in its ``parameters`` cell, writes
+the executed notebook and an HTML rendering of it into the report folder, and stops at
+the first failing cell, naming the notebook and the cell and keeping the executed
+notebook that shows the error.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOTEBOOKS = ("01_EDA", "02_Preprocessing", "03_Modeling", "04_Evaluation")
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL_NAME = "python3"
+
+
+class ChainError(RuntimeError):
+    """A notebook of the chain failed; the message names the notebook and the cell."""
+
+    def __init__(self, message: str, *, notebook: str, cell: int | None, output: Path):
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell = cell
+        self.output = output
+
+
+@dataclass
+class ChainResult:
+    """What a chain run produced."""
+
+    out_dir: Path
+    notebooks: list[Path] = field(default_factory=list)
+    html: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are for reading
+    os.replace(tmp, path)
+
+
+def notebook_parameters(path: Path) -> dict[str, dict]:
+    """The parameters a notebook declares (name -> papermill's description of it)."""
+    import papermill as pm
+
+    return dict(pm.inspect_notebook(str(path)))
+
+
+def render_html(notebook: Path, html: Path) -> Path:
+    """Render an executed notebook to a standalone HTML file (atomic write)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    _atomic_write_text(html, body)
+    return html
+
+
+def error_cells(notebook: Path) -> list[int]:
+    """Indices of code cells whose outputs hold an error (empty for a clean report)."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    return [
+        i for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    ]
+
+
+def _run_one(name: str, src: Path, out: Path, params: dict, cwd: Path, timeout: int | None) -> None:
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=params,
+            kernel_name=KERNEL_NAME,
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=timeout,
+        )
+    except pm.PapermillExecutionError as exc:
+        raise ChainError(
+            f"notebook {name} failed at cell {exc.exec_count} (cell index {exc.cell_index}): "
+            f"{exc.ename}: {exc.evalue}\n  the executed notebook that shows it: {out}",
+            notebook=name, cell=exc.cell_index, output=out,
+        ) from exc
+
+
+def run_chain(
+    *,
+    data_dir: str | Path,
+    profile: str = "quick",
+    out_dir: str | Path = "reports/latest",
+    artifacts_dir: str | Path = "artifacts",
+    parameters: dict | None = None,
+    notebooks: tuple[str, ...] = NOTEBOOKS,
+    notebook_dir: str | Path = NOTEBOOK_DIR,
+    html: bool = True,
+    cell_timeout: int | None = None,
+    log=None,
+) -> ChainResult:
+    """Execute the notebooks in order with papermill and render each to HTML.
+
+    Args:
+        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
+        profile: training profile (``quick`` or ``full``, see :mod:`esc50kit.profiles`).
+        out_dir: report folder for the executed notebooks, their HTML and the summary.
+        artifacts_dir: folder the notebooks share (features, runs).
+        parameters: any other notebook parameter; each notebook receives those it declares.
+        notebooks: which notebooks to run, in order.
+        notebook_dir: where the source notebooks are; they also run in this folder.
+        html: render each executed notebook to HTML.
+        cell_timeout: seconds a cell may run (None: no limit).
+        log: called with one progress line per notebook (default: print, flushed).
+
+    Returns:
+        ChainResult: the files written, seconds per notebook, and the summary.
+
+    Raises:
+        ChainError: a cell failed; names the notebook and the cell.
+        ValueError: a parameter that no notebook declares, or a missing notebook.
+    """
+    log = log or functools.partial(print, flush=True)
+    notebook_dir = Path(notebook_dir).resolve()
+    out_dir = Path(out_dir).resolve()
+    common = {
+        "data_dir": str(Path(data_dir).expanduser().resolve()),
+        "artifacts_dir": str(Path(artifacts_dir).expanduser().resolve()),
+        "profile": profile,
+        # Headless: widgets show their static version and progress bars stay quiet.
+        "interactive": False,
+        "progress": False,
+    }
+    extra = dict(parameters or {})
+    sources = [notebook_dir / f"{name}.ipynb" for name in notebooks]
+    for src in sources:
+        if not src.is_file():
+            raise ValueError(f"notebook {src} not found; the chain runs {list(notebooks)}")
+    declared = {src.stem: notebook_parameters(src) for src in sources}
+    unknown = set(extra) - set().union(*[set(d) for d in declared.values()])
+    if unknown:
+        raise ValueError(
+            f"parameter(s) {sorted(unknown)} are declared by none of the notebooks; "
+            f"known: {sorted(set().union(*[set(d) for d in declared.values()]))}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = ChainResult(out_dir=out_dir)
+    t_chain = time.perf_counter()
+    for i, src in enumerate(sources, 1):
+        name = src.stem
+        params = {k: v for k, v in {**common, **extra}.items() if k in declared[name]}
+        out = out_dir / f"{name}.ipynb"
+        log(f"[{i}/{len(sources)}] {name} ...")
+        t0 = time.perf_counter()
+        try:
+            _run_one(name, src, out, params, notebook_dir, cell_timeout)
+        finally:
+            result.seconds[name] = round(time.perf_counter() - t0, 1)
+            if html and out.is_file():
+                result.html.append(render_html(out, out.with_suffix(".html")))
+        result.notebooks.append(out)
+        log(f"[{i}/{len(sources)}] {name} done in {result.seconds[name]:.1f} s -> {out}")
+    result.summary = write_summary(
+        out_dir, data_dir=common["data_dir"], artifacts_dir=common["artifacts_dir"],
+        profile=profile, parameters=extra, seconds=result.seconds,
+        total_seconds=time.perf_counter() - t_chain,
+    )
+    return result
+
+
+def write_summary(
+    out_dir: Path,
+    *,
+    data_dir: str,
+    artifacts_dir: str,
+    profile: str,
+    parameters: dict,
+    seconds: dict[str, float],
+    total_seconds: float,
+) -> dict:
+    """Write ``summary.json`` and ``summary.md``: dataset, profile, accuracy, times."""
+    from .data import load_metadata, summarize
+
+    summary: dict = {
+        "data_dir": data_dir,
+        "dataset": str(summarize(load_metadata(data_dir, check_audio=False))),
+        "profile": profile,
+        "parameters": parameters,
+        "seconds_per_notebook": seconds,
+        "total_seconds": round(total_seconds, 1),
+        "python": sys.version.split()[0],
+    }
+    summary.update(_run_metrics(Path(artifacts_dir), parameters.get("run_name") or profile))
+    _atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    lines = [
+        "# esc50kit run summary", "",
+        f"- dataset: {summary['dataset']} ({data_dir})",
+        f"- profile: {profile}",
+    ]
+    if "test_accuracy" in summary:
+        lines.append(f"- test accuracy: {summary['test_accuracy']:.1%}"
+                     + (f" (mean over folds {summary['cv_mean']:.1%} +- {summary['cv_std']:.1%})"
+                        if summary.get("cv_mean") is not None else ""))
+    lines.append(f"- total time: {summary['total_seconds']:.0f} s "
+                 + "(" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")")
+    _atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
+    return summary
+
+
+def _run_metrics(artifacts_dir: Path, run_name: str) -> dict:
+    """Accuracy figures of the run the chain trained, if it left its metrics."""
+    path = artifacts_dir / "runs" / run_name / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text())
+    out = {"run_dir": str(path.parent)}
+    for key in ("overall_accuracy", "test_accuracy", "accuracy"):
+        if key in metrics:
+            out["test_accuracy"] = float(metrics[key])
+            break
+    for key, dst in (("mean_accuracy", "cv_mean"), ("std_accuracy", "cv_std")):
+        if key in metrics:
+            out[dst] = float(metrics[key])
+    return out

@@ -1,0 +1,237 @@
+"""ipywidgets explorers for the notebooks, each with a static twin for headless runs.
+
+With ``interactive=True`` (a person in Jupyter) the functions return a live widget.
+With ``interactive=False`` (papermill, the rendered reports) they display the same
+content as fixed figures and audio players, so nothing waits for a click.
+Embedded audio is resampled to :data:`LISTEN_RATE` to keep reports small.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LISTEN_RATE = 11025  # Hz of embedded audio players: 5 s of 16-bit audio is about 110 kB
+
+
+def listen(y: np.ndarray, *, sr: int, rate: int = LISTEN_RATE):
+    """An audio player for a waveform, resampled to ``rate`` and normalised.
+
+    Args:
+        y: shape (samples,).
+    """
+    from IPython.display import Audio
+
+    from .audio import resample
+
+    small = resample(np.asarray(y, dtype=np.float32), orig_sr=sr, target_sr=rate)
+    return Audio(small, rate=rate, normalize=True)
+
+
+def clip_figure(y: np.ndarray, *, config, title: str = ""):
+    """Waveform above log-mel spectrogram of one clip. Returns a matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    from .eda import plot_spectrogram, plot_waveform
+    from .features import compute
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), height_ratios=[1, 2])
+    plot_waveform(y, sr=config.sr, ax=top, title=title)
+    top.set_xlabel("")
+    plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length, ax=bottom)
+    fig.tight_layout()
+    return fig
+
+
+def _show_clip(path: str, *, config, title: str) -> None:
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .audio import load_audio
+
+    y = load_audio(path, sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
+    fig = clip_figure(y, config=config, title=title)
+    display(fig, listen(y, sr=config.sr))
+    plt.close(fig)
+
+
+class ClipExplorer:
+    """Pick a category and a clip; hear it and see its waveform and spectrogram.
+
+    Attributes:
+        widget: the ipywidgets box to display.
+        category, clip: the two dropdowns (set ``.value`` to drive it from code).
+    """
+
+    def __init__(self, df: pd.DataFrame, *, config):
+        import ipywidgets as w
+
+        self.df = df
+        self.config = config
+        cats = sorted(df["category"].unique())
+        self.category = w.Dropdown(options=cats, value=cats[0], description="category")
+        self.clip = w.Dropdown(options=self._clips(cats[0]), description="clip")
+        self.output = w.Output()
+        self.category.observe(self._on_category, names="value")
+        self.clip.observe(self._on_clip, names="value")
+        self.widget = w.VBox([w.HBox([self.category, self.clip]), self.output])
+        self._on_clip()
+
+    def _clips(self, category: str) -> list[str]:
+        return self.df.loc[self.df["category"] == category, "filename"].tolist()
+
+    def _on_category(self, change=None) -> None:
+        self.clip.options = self._clips(self.category.value)
+        self.clip.value = self.clip.options[0]
+
+    def _on_clip(self, change=None) -> None:
+        row = self.df.loc[self.df["filename"] == self.clip.value].iloc[0]
+        self.output.clear_output(wait=True)
+        with self.output:
+            _show_clip(row["path"], config=self.config,
+                       title=f"{row['category']}  ({row['filename']}, fold {row['fold']})")
+
+
+def clip_explorer(df: pd.DataFrame, *, config, interactive: bool, n_static: int = 3, seed: int = 0):
+    """The clip explorer, live or static.
+
+    Args:
+        df: the dataset table (``path``, ``category``, ``filename``, ``fold``).
+        config: :class:`esc50kit.features.FeatureConfig` of the spectrograms.
+        interactive: return the live widget; otherwise display ``n_static`` example clips.
+
+    Returns:
+        ClipExplorer when interactive, else None (the figures are displayed).
+    """
+    if interactive:
+        explorer = ClipExplorer(df, config=config)
+        from IPython.display import display
+
+        display(explorer.widget)
+        return explorer
+    picks = df.groupby("category").sample(1, random_state=seed).head(n_static)
+    for row in picks.itertuples():
+        _show_clip(row.path, config=config, title=f"{row.category}  ({row.filename})")
+    return None
+
+
+# --- augmentation playground ----------------------------------------------------------------
+
+def augment_examples(y: np.ndarray, *, sr: int, seed: int = 0, **settings) -> dict[str, np.ndarray]:
+    """Each waveform augmentation applied once to ``y`` with the given or default settings.
+
+    Settings: ``snr_db``, ``stretch``, ``semitones``, ``gain_db``, ``shift_s``.
+
+    Returns:
+        dict name -> waveform, shape (samples,) (the original under ``"original"``).
+    """
+    from . import augment
+    from .audio import fix_length
+
+    rng = np.random.default_rng(seed)
+    s = {"snr_db": 10.0, "stretch": 1.25, "semitones": 3.0, "gain_db": -12.0, "shift_s": 1.0,
+         **settings}
+    n = len(y)
+    return {
+        "original": y,
+        f"noise at {s['snr_db']:g} dB SNR": augment.add_noise(y, snr_db=s["snr_db"], rng=rng),
+        f"time stretch x{s['stretch']:g}": fix_length(augment.time_stretch(y, rate=s["stretch"]), size=n),
+        f"pitch shift {s['semitones']:+g} semitones": augment.pitch_shift(y, sr=sr, n_steps=s["semitones"]),
+        f"gain {s['gain_db']:+g} dB": augment.gain(y, db=s["gain_db"]),
+        f"time shift {s['shift_s']:+g} s": augment.time_shift(y, shift=int(s["shift_s"] * sr)),
+    }
+
+
+def spec_augment_example(S: np.ndarray, *, seed: int = 0, freq_width: int = 12, time_width: int = 24):
+    """SpecAugment masks on one spectrogram (n_mels, frames) -> the masked copy."""
+    import torch
+
+    from . import augment
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(S, dtype=np.float32))[None, None]  # (1, 1, mels, frames)
+    out = augment.spec_augment(x, freq_masks=2, freq_width=freq_width, time_masks=2,
+                               time_width=time_width, generator=g)
+    return out[0, 0].numpy()
+
+
+def augmentation_gallery(y: np.ndarray, *, config, seed: int = 0, play: int = 2, **settings):
+    """Static playground: every augmentation's spectrogram before/after, and a few players.
+
+    Returns:
+        matplotlib Figure (the players are displayed for the first ``play`` examples).
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .eda import plot_spectrogram
+    from .features import compute
+
+    examples = augment_examples(y, sr=config.sr, seed=seed, **settings)
+    S = compute(y, config)
+    panels = {name: compute(v, config) for name, v in examples.items()}
+    panels["SpecAugment (2 freq + 2 time masks)"] = spec_augment_example(S, seed=seed)
+    fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(4 * ((len(panels) + 1) // 2), 6),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, spec) in zip(axes.flat, panels.items()):
+        ax.set_axis_on()
+        plot_spectrogram(spec, sr=config.sr, hop_length=config.hop_length, ax=ax, title=name)
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)
+    for name in list(examples)[: play + 1]:
+        from IPython.display import HTML
+
+        display(HTML(f"<b>{name}</b>"), listen(examples[name], sr=config.sr))
+    return fig
+
+
+def augmentation_playground(df: pd.DataFrame, *, config, interactive: bool, seed: int = 0):
+    """Sliders for each augmentation on one clip; static gallery when not interactive.
+
+    Returns:
+        the ipywidgets box when interactive, else the gallery Figure.
+    """
+    from .audio import load_audio
+
+    row = df.sample(1, random_state=seed).iloc[0]
+    y = load_audio(row["path"], sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
+    if not interactive:
+        return augmentation_gallery(y, config=config, seed=seed)
+    import ipywidgets as w
+    from IPython.display import display
+
+    sliders = {
+        "snr_db": w.FloatSlider(value=10, min=-5, max=40, step=1, description="SNR dB"),
+        "stretch": w.FloatSlider(value=1.2, min=0.7, max=1.5, step=0.05, description="stretch"),
+        "semitones": w.FloatSlider(value=2, min=-6, max=6, step=0.5, description="semitones"),
+        "gain_db": w.FloatSlider(value=-6, min=-24, max=12, step=1, description="gain dB"),
+        "shift_s": w.FloatSlider(value=0.5, min=-2.5, max=2.5, step=0.1, description="shift s"),
+    }
+    out = w.interactive_output(
+        lambda **s: augmentation_gallery(y, config=config, seed=seed, **s), sliders)
+    box = w.VBox([w.HTML(f"<b>{row['category']}</b> ({row['filename']})"),
+                  w.HBox(list(sliders.values())[:3]), w.HBox(list(sliders.values())[3:]), out])
+    display(box)
+    return box
+
+
+def setup_notebook(*, figure_format: str = "jpeg", dpi: int = 90) -> None:
+    """Figure defaults for the notebooks: one seaborn theme, compact inline images.
+
+    Spectrograms are noise-like pictures that PNG compresses poorly; JPEG keeps each
+    report a few hundred kB instead of several MB.
+    """
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    mpl.rcParams["figure.dpi"] = dpi
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats(figure_format, **({"pil_kwargs": {"quality": 85}}
+                                                 if figure_format == "jpeg" else {}))
+    except Exception:  # outside IPython there is no inline backend to configure
+        pass
