@@ -214,8 +214,8 @@ def write_summary(
         f"- dataset: {summary['dataset']} ({data_dir})",
         f"- profile: {profile}",
     ]
-    if "test_accuracy" in summary:
-        lines.append(f"- test accuracy: {summary['test_accuracy']:.1%}"
+    if summary.get("accuracy") is not None:
+        lines.append(f"- {summary['scored_role']} accuracy: {summary['accuracy']:.1%}"
                      + (f" (mean over folds {summary['cv_mean']:.1%} +- {summary['cv_std']:.1%})"
                         if summary.get("cv_mean") is not None else ""))
     lines.append(f"- total time: {summary['total_seconds']:.0f} s "
@@ -230,12 +230,12 @@ def _run_metrics(artifacts_dir: Path, run_name: str) -> dict:
     if not path.is_file():
         return {}
     metrics = json.loads(path.read_text())
-    out = {"run_dir": str(path.parent)}
-    for key in ("overall_accuracy", "test_accuracy", "accuracy"):
-        if key in metrics:
-            out["test_accuracy"] = float(metrics[key])
-            break
-    for key, dst in (("mean_accuracy", "cv_mean"), ("std_accuracy", "cv_std")):
-        if key in metrics:
-            out[dst] = float(metrics[key])
-    return out
+    acc = metrics.get("accuracy", {})
+    return {
+        "run_dir": str(path.parent),
+        "scored_role": metrics.get("scored_role"),
+        "accuracy": metrics.get("overall_accuracy"),
+        "cv_mean": acc.get("mean") if acc.get("n", 0) > 1 else None,
+        "cv_std": acc.get("std") if acc.get("n", 0) > 1 else None,
+        "macro_f1": metrics.get("overall_macro_f1"),
+    }

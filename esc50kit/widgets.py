@@ -235,3 +235,64 @@ def setup_notebook(*, figure_format: str = "jpeg", dpi: int = 90) -> None:
                                                  if figure_format == "jpeg" else {}))
     except Exception:  # outside IPython there is no inline backend to configure
         pass
+
+
+def _uploaded_files(value) -> list[tuple[str, bytes]]:
+    """(name, bytes) of a FileUpload value (ipywidgets 8: a tuple of dicts)."""
+    items = value.values() if isinstance(value, dict) else value  # ipywidgets 7 used a dict
+    return [(item["name"], bytes(item["content"])) for item in items]
+
+
+def show_prediction(prediction, y: np.ndarray, *, config, top: int = 5) -> None:
+    """Spectrogram, player and top classes of one classified recording."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    best = prediction.top(1)[0]
+    fig = clip_figure(y, config=config, title=f"{prediction.source}: {best[0]} ({best[1]:.2f})")
+    table = pd.DataFrame(prediction.top(top), columns=["class", "probability"])
+    display(fig, listen(y, sr=config.sr), table)
+    plt.close(fig)
+
+
+def upload_classifier(classifier, *, top: int = 5):
+    """A FileUpload: drop a recording, see its spectrogram, hear it, read the prediction.
+
+    Args:
+        classifier: an :class:`esc50kit.predict.Classifier`.
+
+    Returns:
+        the ipywidgets box (displayed).
+    """
+    import os
+    import tempfile
+
+    import ipywidgets as w
+    from IPython.display import display
+
+    from .audio import AudioReadError, load_audio
+
+    upload = w.FileUpload(accept="audio/*,.wav,.flac,.ogg", multiple=False, description="audio file")
+    out = w.Output()
+
+    def on_upload(change=None) -> None:
+        out.clear_output(wait=True)
+        with out:
+            for name, data in _uploaded_files(upload.value):
+                suffix = os.path.splitext(name)[1] or ".wav"
+                with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
+                    fh.write(data)
+                    fh.flush()
+                    try:
+                        pred = classifier.predict_file(fh.name)
+                        y = load_audio(fh.name, sr=classifier.config.sr, duration=None)
+                    except AudioReadError as exc:
+                        print(f"{name}: {exc.reason}. Try a WAV, FLAC or OGG file.")
+                        continue
+                pred.source = name
+                show_prediction(pred, y, config=classifier.config, top=top)
+
+    upload.observe(on_upload, names="value")
+    box = w.VBox([upload, out])
+    display(box)
+    return box

@@ -1,0 +1,107 @@
+"""The notebooks: committed clean, and the papermill chain runs them headless end to end."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from esc50kit.pipeline import NOTEBOOK_DIR, NOTEBOOKS, ChainError, error_cells, run_chain
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _sources():
+    return sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def test_every_chain_notebook_exists():
+    assert [p.stem for p in _sources()] == list(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.stem)
+def test_source_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(str(path), as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.stem)
+def test_parameters_cell_holds_typed_literals_only(path):
+    nb = nbformat.read(str(path), as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: exactly one cell must be tagged 'parameters'"
+    for stmt in ast.parse(tagged[0].source).body:
+        assert isinstance(stmt, ast.AnnAssign), f"{path.name}: {ast.unparse(stmt)} is not `name: type = literal`"
+        ast.literal_eval(stmt.value)  # raises for anything computed
+    names = {s.target.id for s in ast.parse(tagged[0].source).body}
+    assert {"data_dir", "artifacts_dir", "profile", "seed", "interactive", "progress"} <= names
+
+
+def test_unknown_parameter_is_refused(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="no_such_parameter"):
+        run_chain(data_dir=synthetic_root, out_dir=tmp_path / "r", artifacts_dir=tmp_path / "a",
+                  parameters={"no_such_parameter": 1})
+
+
+@pytest.fixture(scope="module")
+def chain(synthetic_root, tmp_path_factory):
+    """The whole chain, headless, on the synthetic tree with the seconds-long profile."""
+    base = tmp_path_factory.mktemp("chain")
+    result = run_chain(
+        data_dir=synthetic_root, profile="tiny", out_dir=base / "reports",
+        artifacts_dir=base / "artifacts", parameters={"demo_epochs": 2},
+    )
+    return base, result
+
+
+@pytest.mark.slow
+def test_chain_writes_four_clean_reports(chain):
+    base, result = chain
+    assert [p.name for p in result.notebooks] == [f"{n}.ipynb" for n in NOTEBOOKS]
+    for nb_path in result.notebooks:
+        assert error_cells(nb_path) == [], nb_path.name
+        html = nb_path.with_suffix(".html")
+        assert html.is_file() and html.stat().st_size > 10_000
+    summary = json.loads((base / "reports" / "summary.json").read_text())
+    assert 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["profile"] == "tiny"
+    assert "accuracy" in (base / "reports" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_headless_widgets_show_their_static_version(chain):
+    _, result = chain
+    for nb_path in result.notebooks:
+        nb = nbformat.read(str(nb_path), as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                assert WIDGET_MIME not in out.get("data", {}), f"live widget in {nb_path.name}"
+    eda = nbformat.read(str(result.notebooks[0]), as_version=4)
+    audio = [o for c in eda.cells for o in c.get("outputs", [])
+             if "<audio" in o.get("data", {}).get("text/html", "")]
+    assert 1 <= len(audio) <= 4  # a few players, not one per clip
+
+
+@pytest.mark.slow
+def test_a_notebook_reruns_alone_from_the_artifacts(chain, synthetic_root):
+    base, _ = chain
+    again = run_chain(data_dir=synthetic_root, profile="tiny", out_dir=base / "rerun",
+                      artifacts_dir=base / "artifacts", notebooks=("04_Evaluation",),
+                      parameters={"protocol_demo": False})
+    assert error_cells(again.notebooks[0]) == []
+
+
+@pytest.mark.slow
+def test_a_failing_cell_stops_the_chain_and_names_it(tmp_path):
+    with pytest.raises(ChainError) as err:
+        run_chain(data_dir=tmp_path / "no-data", out_dir=tmp_path / "r",
+                  artifacts_dir=tmp_path / "a", html=False)
+    assert err.value.notebook == "01_EDA"
+    assert "01_EDA" in str(err.value) and "DatasetError" in str(err.value)
+    kept = Path(err.value.output)
+    assert kept.is_file() and error_cells(kept)  # the executed notebook shows the error
+    assert not (tmp_path / "r" / "02_Preprocessing.ipynb").exists()  # the chain stopped
