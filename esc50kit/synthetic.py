@@ -3,7 +3,8 @@
 Each class is a sound with its own spectral signature (a low hum, a whistle, a chirp,
 noise bursts, ...). Each source recording is a longer random instance of its class; its
 takes are different windows of it, so takes of one source are alike, as in ESC-50, and a
-split that separates them would leak.
+split that separates them would leak. Every second take is a shorter event padded with
+silence to the clip length, as many ESC-50 clips are.
 """
 from __future__ import annotations
 
@@ -127,7 +128,10 @@ def make_synthetic_dataset(
             )
             for k in range(takes_per_source):
                 take = chr(ord("A") + k)
-                clip = source[k * hop : k * hop + clip_n]
+                clip = source[k * hop : k * hop + clip_n].copy()
+                if k % 2 == 1:
+                    # Like many ESC-50 clips: a shorter event padded with digital silence.
+                    clip[int(rng.uniform(0.5, 0.8) * clip_n):] = 0.0
                 name = f"{fold}-{src_file}-{take}-{target}.wav"
                 sf.write(audio_dir / name, clip.astype(np.float32), sr, subtype="PCM_16")
                 rows.append((name, fold, target, CLASS_NAMES[target],
