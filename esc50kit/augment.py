@@ -1,0 +1,376 @@
+"""Data augmentation: waveform transforms, spectrogram-batch transforms, offline copies.
+
+Three kinds, by where they act:
+
+* waveform transforms (numpy, one clip, explicit ``rng``): :func:`add_noise`,
+  :func:`time_stretch`, :func:`pitch_shift`, :func:`gain`, :func:`time_shift`;
+* batch transforms on feature tensors during training (torch, CPU or CUDA):
+  :func:`spec_augment`, :func:`mixup`;
+* offline expansion (:func:`expand_offline`), which writes augmented copies of clips to
+  disk. Apply it to the TRAINING rows of a split only, after splitting: a copy of a
+  validation or test clip in training is the same recording on both sides.
+  Each copy records its original in ``origin``, so :func:`esc50kit.splits.audit` catches
+  a copy on the wrong side.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .audio import fix_length, load_audio
+
+# ---------------------------------------------------------------- waveform transforms
+
+
+def _as_wave(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected a mono waveform of shape (samples,), got shape {y.shape}")
+    return y
+
+
+def add_noise(y: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add white Gaussian noise at a signal-to-noise ratio of ``snr_db`` dB.
+
+    The noise power is the clip's mean power divided by ``10 ** (snr_db / 10)``; a silent
+    clip therefore stays silent.
+
+    Returns:
+        np.ndarray, shape (samples,), float32.
+    """
+    y = _as_wave(y)
+    signal_power = float(np.mean(np.square(y, dtype=np.float64))) if y.size else 0.0
+    noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
+    return (y + rng.standard_normal(y.shape[0]).astype(np.float32) * np.float32(noise_std))
+
+
+def gain(y: np.ndarray, *, db: float) -> np.ndarray:
+    """Scale by ``db`` decibels (``10 ** (db / 20)``). Values may leave [-1, 1].
+
+    Returns:
+        np.ndarray, shape (samples,), float32.
+    """
+    return _as_wave(y) * np.float32(10.0 ** (db / 20.0))
+
+
+def time_shift(y: np.ndarray, *, shift: int, mode: str = "constant") -> np.ndarray:
+    """Delay (``shift > 0``) or advance (``shift < 0``) a clip by ``shift`` samples.
+
+    Args:
+        y: shape (samples,).
+        shift: samples; the length is kept.
+        mode: ``"constant"`` fills the gap with silence (the default, as padding in
+            :func:`esc50kit.audio.load_audio`); ``"roll"`` wraps the clip around.
+
+    Returns:
+        np.ndarray, shape (samples,), float32.
+    """
+    y = _as_wave(y)
+    shift = int(shift)
+    if mode == "roll":
+        return np.roll(y, shift)
+    if mode != "constant":
+        raise ValueError(f"mode={mode!r}; choose 'constant' or 'roll'")
+    out = np.zeros_like(y)
+    if abs(shift) >= y.shape[0]:
+        return out
+    if shift >= 0:
+        out[shift:] = y[: y.shape[0] - shift]
+    else:
+        out[:shift] = y[-shift:]
+    return out
+
+
+def time_stretch(y: np.ndarray, *, rate: float, keep_length: bool = True) -> np.ndarray:
+    """Speed up (``rate > 1``) or slow down a clip without changing its pitch (phase vocoder).
+
+    Args:
+        y: shape (samples,).
+        rate: speed factor, > 0.
+        keep_length: crop or zero-pad the result back to ``samples`` (fixed-length
+            pipelines); False returns librosa's ``round(samples / rate)`` samples.
+
+    Returns:
+        np.ndarray, shape (samples,) or (round(samples / rate),), float32.
+    """
+    import librosa
+
+    if rate <= 0:
+        raise ValueError(f"rate={rate} must be > 0 (1.0 keeps the speed)")
+    y = _as_wave(y)
+    out = librosa.effects.time_stretch(y, rate=float(rate)).astype(np.float32)
+    return fix_length(out, size=y.shape[0]) if keep_length else out
+
+
+def pitch_shift(y: np.ndarray, *, sr: int, n_steps: float) -> np.ndarray:
+    """Shift the pitch by ``n_steps`` semitones, keeping the duration (librosa, soxr resampling).
+
+    Returns:
+        np.ndarray, shape (samples,), float32.
+    """
+    import librosa
+
+    y = _as_wave(y)
+    out = librosa.effects.pitch_shift(y, sr=sr, n_steps=float(n_steps), res_type="soxr_hq")
+    return fix_length(out.astype(np.float32), size=y.shape[0])
+
+
+# ---------------------------------------------------------------- batch transforms (torch)
+
+
+def _gen_device(generator) -> str:
+    return "cpu" if generator is None else generator.device
+
+
+def _uniform(shape: tuple[int, ...], generator) -> "torch.Tensor":  # noqa: F821
+    import torch
+
+    # Random numbers are drawn on the generator's device (a CPU generator by default;
+    # a few numbers per example) and moved to the data's device, so one seed gives the
+    # same masks whether the batch lives on the CPU or on a GPU.
+    return torch.rand(shape, generator=generator, device=_gen_device(generator))
+
+
+def spec_augment(
+    x,
+    *,
+    freq_masks: int = 2,
+    freq_width: int = 16,
+    time_masks: int = 2,
+    time_width: int = 32,
+    value: float = 0.0,
+    generator=None,
+):
+    """SpecAugment masking (Park et al., 2019) of a batch, vectorised over the batch.
+
+    Each example gets ``freq_masks`` bands of ``0..freq_width`` mel bins and
+    ``time_masks`` spans of ``0..time_width`` frames, at random places, set to
+    ``value`` (0 is the mean of normalised features).
+
+    Args:
+        x: Tensor, shape (batch, 1, n_mels, frames) or (batch, n_mels, frames), any device.
+        freq_masks, time_masks: masks per example along each axis.
+        freq_width, time_width: largest mask width (clipped to the axis length).
+        value: fill value.
+        generator: ``torch.Generator`` for repeatable masks (CPU or the data's device).
+
+    Returns:
+        Tensor, same shape, dtype and device as ``x`` (a new tensor; ``x`` is unchanged).
+    """
+    import torch
+
+    if x.dim() not in (3, 4):
+        raise ValueError(f"spec_augment expects (batch, 1, n_mels, frames), got shape {tuple(x.shape)}")
+    batch, n_mels, n_frames = x.shape[0], x.shape[-2], x.shape[-1]
+
+    def axis_mask(n_masks: int, width: int, size: int) -> torch.Tensor:
+        """(batch, size) boolean: True inside one of the ``n_masks`` random spans."""
+        if n_masks <= 0 or width <= 0:
+            return torch.zeros(batch, size, dtype=torch.bool, device=x.device)
+        width = min(width, size)
+        u = _uniform((2, batch, n_masks), generator).to(x.device)
+        widths = (u[0] * (width + 1)).long()  # (batch, masks), 0..width
+        starts = (u[1] * (size - widths + 1)).long()  # (batch, masks), mask fits in the axis
+        pos = torch.arange(size, device=x.device)  # (size,)
+        inside = (pos >= starts[..., None]) & (pos < (starts + widths)[..., None])  # (batch, masks, size)
+        return inside.any(dim=1)
+
+    fmask = axis_mask(freq_masks, freq_width, n_mels)[:, :, None]  # (batch, n_mels, 1)
+    tmask = axis_mask(time_masks, time_width, n_frames)[:, None, :]  # (batch, 1, frames)
+    mask = fmask | tmask  # (batch, n_mels, frames)
+    if x.dim() == 4:
+        mask = mask[:, None]  # (batch, 1, n_mels, frames)
+    return x.masked_fill(mask, value)
+
+
+def mixup(x, y, *, alpha: float, generator=None):
+    """Mixup (Zhang et al., 2018): convex combinations of pairs of examples and targets.
+
+    Each example ``i`` is mixed with example ``perm[i]`` of the batch with its own
+    weight ``lam[i] ~ Beta(alpha, alpha)``; targets are mixed with the same weights, so
+    rows of soft targets still sum to 1.
+
+    Args:
+        x: Tensor, shape (batch, ...), float.
+        y: Tensor, shape (batch, n_classes): one-hot or soft targets (for integer labels
+            use ``torch.nn.functional.one_hot(labels, n_classes).float()``).
+        alpha: Beta concentration, > 0 (0 returns the batch unchanged).
+        generator: ``torch.Generator`` for repeatable mixing (CPU or the data's device).
+
+    Returns:
+        (x_mixed, y_mixed): Tensors of the shapes, dtypes and device of ``x`` and ``y``.
+    """
+    import torch
+
+    if y.dim() != 2 or not torch.is_floating_point(y):
+        raise ValueError(
+            f"mixup needs float targets of shape (batch, n_classes), got {tuple(y.shape)} "
+            f"{y.dtype}; use torch.nn.functional.one_hot(labels, n_classes).float()"
+        )
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]}")
+    if alpha < 0:
+        raise ValueError(f"alpha={alpha} must be >= 0 (0 turns mixup off)")
+    if alpha == 0:
+        return x.clone(), y.clone()
+    batch = x.shape[0]
+    dev = _gen_device(generator)
+    perm = torch.randperm(batch, generator=generator, device=dev).to(x.device)
+    # torch's Beta sampler takes no generator: draw lam with numpy, seeded from the generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
+    lam_np = np.random.default_rng(seed).beta(alpha, alpha, size=batch)
+    lam = torch.as_tensor(lam_np, dtype=x.dtype, device=x.device)  # (batch,)
+    lam_x = lam.reshape(batch, *([1] * (x.dim() - 1)))  # (batch, 1, ..., 1)
+    lam_y = lam.to(y.dtype).reshape(batch, 1)  # (batch, 1)
+    x_mixed = lam_x * x + (1 - lam_x) * x[perm]
+    y_mixed = lam_y * y + (1 - lam_y) * y[perm]
+    return x_mixed, y_mixed
+
+
+# ---------------------------------------------------------------- offline expansion
+
+RandomTransform = Callable[..., tuple[np.ndarray, str]]
+
+
+def _random_gain(y, *, sr, rng):
+    db = float(rng.uniform(-6.0, 6.0))
+    return gain(y, db=db), f"gain({db:+.1f} dB)"
+
+
+def _random_shift(y, *, sr, rng):
+    shift = int(rng.integers(-sr // 2, sr // 2 + 1))
+    return time_shift(y, shift=shift, mode="roll"), f"time_shift({shift} samples, roll)"
+
+
+def _random_noise(y, *, sr, rng):
+    snr = float(rng.uniform(10.0, 30.0))
+    return add_noise(y, snr_db=snr, rng=rng), f"add_noise({snr:.1f} dB SNR)"
+
+
+def _random_stretch(y, *, sr, rng):
+    rate = float(rng.uniform(0.9, 1.1))
+    return time_stretch(y, rate=rate), f"time_stretch(x{rate:.3f})"
+
+
+def _random_pitch(y, *, sr, rng):
+    steps = float(rng.uniform(-2.0, 2.0))
+    return pitch_shift(y, sr=sr, n_steps=steps), f"pitch_shift({steps:+.2f} st)"
+
+
+#: Named random transforms for :func:`expand_offline`: ``f(y, *, sr, rng) -> (y, description)``.
+RANDOM_TRANSFORMS: dict[str, RandomTransform] = {
+    "gain": _random_gain,
+    "time_shift": _random_shift,
+    "add_noise": _random_noise,
+    "time_stretch": _random_stretch,
+    "pitch_shift": _random_pitch,
+}
+DEFAULT_TRANSFORMS = ("time_shift", "gain", "add_noise")
+
+
+def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
+    """Write 16-bit PCM atomically; samples are clipped to [-1, 1] (libsndfile would wrap)."""
+    import soundfile as sf
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(y, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def expand_offline(
+    df: pd.DataFrame,
+    *,
+    out_dir: str | Path,
+    copies_per_clip: int,
+    seed: int,
+    sr: int = 44100,
+    transforms: Sequence[str | RandomTransform] = DEFAULT_TRANSFORMS,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Write ``copies_per_clip`` randomly augmented copies of every clip of ``df``.
+
+    Apply this to the TRAINING rows of a split only, after splitting
+    (``df[roles == "train"]``): a copy of a validation or test clip placed in training
+    leaks that recording. Every copy keeps its original's ``fold``, ``src_file``, ``take``,
+    ``target``, ``category``, ``esc10`` (and any other column), and names it in
+    ``origin``, so :func:`esc50kit.splits.audit` reports a misplaced copy.
+
+    Args:
+        df: rows to copy, with ``filename`` and ``path`` (from
+            :func:`esc50kit.data.load_metadata`).
+        out_dir: folder for the copies (``out_dir/audio/*.wav``) and their table
+            (``out_dir/augmented.csv``).
+        copies_per_clip: copies per row, >= 1.
+        seed: seeds every random choice; the copy ``k`` of a clip depends only on
+            ``seed``, the clip's file name and ``k``, not on the other rows.
+        sr: sample rate of the written files (ESC-50's 44100 by default).
+        transforms: names from :data:`RANDOM_TRANSFORMS` or callables
+            ``f(y, *, sr, rng) -> (y, description)``, applied in order to each copy.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        pd.DataFrame: one row per copy, the columns of ``df`` with ``filename``
+        (``<original stem>.aug<k>.wav``), ``path``, ``origin`` (the original
+        ``filename``) and ``augmentation`` (what was applied) set for the copy.
+    """
+    from tqdm.auto import tqdm
+
+    if copies_per_clip < 1:
+        raise ValueError(f"copies_per_clip={copies_per_clip} must be >= 1")
+    missing = [c for c in ("filename", "path") if c not in df.columns]
+    if missing:
+        raise ValueError(f"df lacks column(s) {missing}; build it with esc50kit.data.load_metadata")
+    if "origin" in df.columns and (df["origin"].notna() & (df["origin"] != df["filename"])).any():
+        raise ValueError("df already holds augmented copies (rows with 'origin'); expand originals only")
+    chain = []
+    for t in transforms:
+        if callable(t):
+            chain.append(t)
+        elif t in RANDOM_TRANSFORMS:
+            chain.append(RANDOM_TRANSFORMS[t])
+        else:
+            raise ValueError(
+                f"unknown transform {t!r}; choose from {sorted(RANDOM_TRANSFORMS)} or pass a callable"
+            )
+    out_dir = Path(out_dir)
+    audio_dir = out_dir / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    bar = tqdm(total=len(df) * copies_per_clip, desc="augment", unit="copy",
+               disable=not progress, leave=False)
+    try:
+        for row in df.to_dict("records"):
+            y0 = load_audio(row["path"], sr=sr, duration=None)
+            name_key = zlib.crc32(str(row["filename"]).encode())
+            for k in range(copies_per_clip):
+                rng = np.random.default_rng([seed, name_key, k])
+                y, applied = y0, []
+                for fn in chain:
+                    y, what = fn(y, sr=sr, rng=rng)
+                    applied.append(what)
+                name = f"{Path(row['filename']).stem}.aug{k}.wav"
+                path = audio_dir / name
+                _write_wav(path, y, sr)
+                rows.append({**row, "filename": name, "path": str(path.resolve()),
+                             "origin": row["filename"], "augmentation": "; ".join(applied)})
+                bar.update(1)
+    finally:
+        bar.close()
+    table = pd.DataFrame(rows, columns=[*df.columns, *[c for c in ("origin", "augmentation")
+                                                       if c not in df.columns]])
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".augmented.csv.", suffix=".tmp")
+    os.close(fd)
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "augmented.csv")
+    return table

@@ -1,0 +1,379 @@
+"""Compute the features of a table of clips once, in parallel, and cache them on disk.
+
+A cache file holds the feature array (float16), the list of files it was computed from,
+the feature configuration and the versions of the libraries that computed it. Its name
+holds ``config.key()`` and a fingerprint of the files (names, sizes, modification times,
+a sample of their bytes) and library versions, so a changed parameter, file or library
+never reuses a stale cache. A file that fails its checksum is rebuilt with a warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .audio import AudioReadError, load_audio
+from .features import FEATURE_VERSION, FeatureConfig, compute
+
+ON_ERROR = ("raise", "skip")
+CACHE_FORMAT = 1
+# Bytes hashed from the middle of each file: a cheap content sample that catches a file
+# rewritten in place with its size and modification time kept (e.g. ``rsync -t``).
+_SAMPLE_BYTES = 4096
+
+
+@dataclass
+class FeatureSet:
+    """Features of the clips of a table, row-aligned with that table.
+
+    Attributes:
+        X: np.ndarray, shape (N, n_bins, frames), float16 (half the memory of float32;
+            steps of 0.06 dB at -100 dB, far below what a model can use). Row ``i`` belongs to
+            ``filenames[i]``. Without skipped files, ``N == len(df)`` and the rows are in
+            the table's order; with ``on_error="skip"`` the failed files are left out
+            (``skipped``) and the remaining rows keep the table's order.
+        filenames: the ``filename`` of each row of ``X``.
+        config: the configuration that computed ``X``.
+        path: the cache file (None when caching was off).
+        skipped: files that could not be read (only with ``on_error="skip"``).
+    """
+
+    X: np.ndarray
+    filenames: list[str]
+    config: FeatureConfig
+    path: Path | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def rows(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``df`` that have features, in the order of ``X``.
+
+        Use it after ``on_error="skip"``: ``fs.rows(df)["label"]`` aligns with ``fs.X``.
+        """
+        pos = pd.Index(df["filename"].astype(str)).get_indexer(self.filenames)
+        if (pos < 0).any():
+            missing = [f for f, p in zip(self.filenames, pos) if p < 0][:3]
+            raise ValueError(
+                f"df lacks file(s) {missing} of this FeatureSet; pass the table it was computed from"
+            )
+        return df.iloc[pos]
+
+
+def library_versions(config: FeatureConfig | None = None) -> dict[str, str]:
+    """Versions of the libraries whose numbers end up in the features of ``config``."""
+    import scipy
+    import soundfile
+    import soxr
+
+    versions = {
+        "esc50kit_features": str(FEATURE_VERSION),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "soxr": soxr.__version__,
+        "soundfile": soundfile.__version__,
+        "libsndfile": soundfile.__libsndfile_version__,
+    }
+    if config is not None and config.resize is not None:
+        import cv2
+
+        versions["opencv"] = cv2.__version__
+    return versions
+
+
+def _file_fingerprint(path: str) -> list[Any]:
+    """``[size, mtime_ns, blake2b of a sample of the bytes]`` of a file, or its error."""
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as fh:
+            fh.seek(max(0, st.st_size // 2 - _SAMPLE_BYTES // 2))
+            sample = hashlib.blake2b(fh.read(_SAMPLE_BYTES), digest_size=8).hexdigest()
+        return [st.st_size, st.st_mtime_ns, sample]
+    except OSError as exc:
+        return ["missing", type(exc).__name__]
+
+
+def files_fingerprint(paths: Sequence[str], filenames: Sequence[str], versions: dict[str, str]) -> str:
+    """A hash of the ordered file list, each file's fingerprint, and the library versions."""
+    h = hashlib.sha1()
+    h.update(json.dumps(versions, sort_keys=True).encode())
+    for name, path in zip(filenames, paths):
+        h.update(json.dumps([name, _file_fingerprint(path)]).encode())
+    return h.hexdigest()[:12]
+
+
+def _checksum(X: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(X).data, digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------- extraction in workers
+
+
+def default_n_jobs() -> int:
+    """CPUs this process may run on (``os.cpu_count()`` unless an affinity mask says fewer)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    """Worker processes use one thread each: the parallelism comes from the processes.
+
+    The extraction itself is single-threaded (soxr, scipy's FFT, a sparse product); this
+    only stops libraries that a notebook may have loaded before the fork from starting
+    thread pools of their own in every worker.
+    """
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(1)
+
+
+def _extract_chunk(
+    task: tuple[list[int], list[str], dict[str, Any]],
+) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+    """Load a chunk of files and compute their features in one batched call.
+
+    Returns:
+        (indices that succeeded, features float16 of shape (n_ok, n_bins, frames),
+        [(index, reason)] of files that failed).
+    """
+    indices, paths, config_dict = task
+    config = FeatureConfig.from_dict(config_dict)
+    ok, waves, errors = [], [], []
+    for i, path in zip(indices, paths):
+        try:
+            waves.append(load_audio(path, sr=config.sr, duration=config.duration,
+                                    pad_mode=config.pad_mode))
+            ok.append(i)
+        except AudioReadError as exc:
+            errors.append((i, exc.reason))
+        except Exception as exc:  # a decodable but unusable file: report it, named
+            errors.append((i, f"{type(exc).__name__}: {exc}"))
+    if waves:
+        X = compute(np.stack(waves), config).astype(np.float16)  # (n_ok, n_bins, frames)
+    else:
+        X = np.zeros((0, *config.shape), dtype=np.float16)
+    return ok, X, errors
+
+
+def _chunks(n: int, n_jobs: int) -> Iterator[range]:
+    # Several chunks per worker keep both the progress bar and the load balance smooth;
+    # 8-32 clips per chunk amortise the per-call overhead of the batched FFT.
+    size = int(np.clip(n // max(1, n_jobs * 4), 8, 32))
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def extract_features(
+    paths: Sequence[str],
+    config: FeatureConfig,
+    *,
+    n_jobs: int | None = None,
+    progress: bool = True,
+    on_error: str = "raise",
+) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """Features of many files, computed in parallel worker processes.
+
+    Args:
+        paths: audio files.
+        config: feature parameters.
+        n_jobs: worker processes (default: the CPUs available, ``os.cpu_count()``); 1 runs
+            in this process (no worker).
+        progress: show a tqdm progress bar.
+        on_error: ``"raise"`` (stop at the first unreadable file, naming it) or
+            ``"skip"`` (leave it out and report it).
+
+    Returns:
+        (X float16 of shape (n_ok, n_bins, frames) in the order of ``paths``,
+        positions in ``paths`` of its rows, {position: reason} of the skipped files).
+
+    Raises:
+        AudioReadError: with ``on_error="raise"``, for the first unreadable file.
+    """
+    from tqdm.auto import tqdm
+
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
+    n = len(paths)
+    n_jobs = default_n_jobs() if n_jobs is None else int(n_jobs)
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs={n_jobs} must be >= 1 (or None for os.cpu_count())")
+    cfg = config.to_dict()
+    tasks = [([*r], [str(paths[i]) for i in r], cfg) for r in _chunks(n, n_jobs)]
+    n_jobs = min(n_jobs, len(tasks))
+    X = np.empty((n, *config.shape), dtype=np.float16)
+    done = np.zeros(n, dtype=bool)
+    errors: dict[int, str] = {}
+    # Build the filterbank and import scipy once here, so forked workers inherit them.
+    compute(np.zeros(config.n_samples, dtype=np.float32), config)
+    bar = tqdm(total=n, desc="features", unit="clip", disable=not progress, leave=False)
+    pool = None
+    try:
+        if n_jobs <= 1:
+            results: Iterator = map(_extract_chunk, tasks)
+        else:
+            # fork: workers inherit the imported modules, so start-up costs milliseconds
+            # (spawn re-imports numpy and scipy in each worker); spawn where fork is absent.
+            methods = mp.get_all_start_methods()
+            ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+            pool = ctx.Pool(n_jobs, initializer=_init_worker)
+            results = pool.imap_unordered(_extract_chunk, tasks)
+        for ok, Xc, errs in results:
+            X[ok] = Xc
+            done[ok] = True
+            for i, reason in errs:
+                if on_error == "raise":
+                    raise AudioReadError(paths[i], reason)
+                errors[i] = reason
+            bar.update(len(ok) + len(errs))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    kept = np.flatnonzero(done)
+    if len(kept) < n:
+        X = X[kept]
+    return X, kept.tolist(), errors
+
+
+# ---------------------------------------------------------------- the cache file
+
+
+def _save(path: Path, X: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write ``X`` and ``meta`` to one ``.npz`` file atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+            np.savez(fh, X=X, meta=meta_bytes)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path, *, config: FeatureConfig, filenames: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read and verify a cache file. Raises ``ValueError`` (or an I/O error) if it is unusable."""
+    with np.load(path, allow_pickle=False) as npz:
+        meta = json.loads(npz["meta"].tobytes().decode())
+        X = npz["X"]
+    if meta.get("format") != CACHE_FORMAT:
+        raise ValueError(f"cache format {meta.get('format')} != {CACHE_FORMAT}")
+    if meta["checksum"] != _checksum(X):
+        raise ValueError("checksum mismatch")
+    if FeatureConfig.from_dict(meta["config"]) != config:
+        raise ValueError("configuration differs")
+    if meta["filenames"] != filenames:
+        raise ValueError("file list differs")
+    if X.shape != (len(meta["kept"]), *config.shape) or X.dtype != np.float16:
+        raise ValueError(f"array of shape {X.shape} and dtype {X.dtype} does not match")
+    return X, meta
+
+
+def cache_path(df: pd.DataFrame, config: FeatureConfig, cache_dir: str | Path) -> Path:
+    """Cache file of a table and configuration: ``features-<config key>-<files hash>.npz``."""
+    filenames, paths = _table_files(df)
+    digest = files_fingerprint(paths, filenames, library_versions(config))
+    return Path(cache_dir) / f"features-{config.key()}-{digest}.npz"
+
+
+def _table_files(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    if "path" not in df.columns:
+        raise ValueError(
+            "the table has no 'path' column; build it with esc50kit.data.load_metadata(root) "
+            "or esc50kit.augment.expand_offline(...)"
+        )
+    paths = df["path"].astype(str).tolist()
+    if "filename" in df.columns:
+        filenames = df["filename"].astype(str).tolist()
+    else:
+        filenames = [Path(p).name for p in paths]
+    return filenames, paths
+
+
+def load_or_compute(
+    df: pd.DataFrame,
+    config: FeatureConfig | None = None,
+    *,
+    cache_dir: str | Path | None = "artifacts/features",
+    n_jobs: int | None = None,
+    progress: bool = True,
+    on_error: str = "raise",
+) -> FeatureSet:
+    """Features of every row of ``df``: read from the cache, or computed and cached.
+
+    Args:
+        df: a table with ``path`` (and ``filename``) columns, e.g. from
+            :func:`esc50kit.data.load_metadata`; rows are processed in its order.
+        config: feature parameters (default ``FeatureConfig()``).
+        cache_dir: folder of the cache files; ``None`` computes without caching.
+        n_jobs: worker processes (default: the CPUs available, ``os.cpu_count()``).
+        progress: show a tqdm progress bar while computing.
+        on_error: ``"raise"``: an unreadable file raises :class:`AudioReadError` naming
+            it. ``"skip"``: unreadable files are left out of ``X`` and listed in
+            ``skipped``; ``filenames`` then says which rows remain (see
+            :meth:`FeatureSet.rows`).
+
+    Returns:
+        FeatureSet: ``X`` float16 of shape (N, n_bins, frames), row-aligned with ``df``
+        (minus skipped files).
+
+    Raises:
+        AudioReadError: with ``on_error="raise"``, naming the first unreadable file.
+    """
+    config = FeatureConfig() if config is None else config
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
+    filenames, paths = _table_files(df)
+    path = cache_path(df, config, cache_dir) if cache_dir is not None else None
+    if path is not None and path.exists():
+        try:
+            X, meta = _load(path, config=config, filenames=filenames)
+        except Exception as exc:  # truncated zip, bad checksum, foreign file, ...
+            warnings.warn(f"feature cache {path} is unusable ({type(exc).__name__}: {exc}); "
+                          "recomputing it", RuntimeWarning, stacklevel=2)
+        else:
+            skipped = meta["skipped"]
+            if skipped and on_error == "raise":
+                first = skipped[0]
+                raise AudioReadError(paths[first["row"]], first["reason"])
+            return FeatureSet(X=X, filenames=[filenames[i] for i in meta["kept"]],
+                              config=config, path=path,
+                              skipped=[filenames[s["row"]] for s in skipped])
+    X, kept, errors = extract_features(paths, config, n_jobs=n_jobs, progress=progress,
+                                       on_error=on_error)
+    skipped = [{"row": i, "file": filenames[i], "reason": r} for i, r in sorted(errors.items())]
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} file(s) could not be read and were skipped: "
+            + "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:3]),
+            RuntimeWarning, stacklevel=2,
+        )
+    if path is not None:
+        meta = {
+            "format": CACHE_FORMAT,
+            "config": config.to_dict(),
+            "filenames": filenames,
+            "kept": kept,
+            "skipped": skipped,
+            "versions": library_versions(config),
+            "checksum": _checksum(X),
+        }
+        _save(path, X, meta)
+    return FeatureSet(X=X, filenames=[filenames[i] for i in kept], config=config, path=path,
+                      skipped=[s["file"] for s in skipped])
