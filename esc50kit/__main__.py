@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import predict
+
 
 def _parse_value(text: str):
     """A parameter value as YAML reads it: 3 -> int, 0.5 -> float, true -> bool, else str."""
@@ -13,39 +15,47 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _load_params(args: argparse.Namespace) -> dict:
+    """Notebook parameters from ``--config`` (YAML) and ``-p NAME VALUE``; the latter win."""
     import yaml
-
-    from .pipeline import ChainError, run_chain
 
     params: dict = {}
     if args.config:
         cfg = Path(args.config)
         if not cfg.is_file():
-            print(f"error: --config {cfg} not found", file=sys.stderr)
-            return 2
+            raise ValueError(f"--config {cfg} not found")
         loaded = yaml.safe_load(cfg.read_text()) or {}
         if not isinstance(loaded, dict):
-            print(f"error: {cfg} must hold a mapping of parameter: value", file=sys.stderr)
-            return 2
+            raise ValueError(f"{cfg} must hold a mapping of parameter: value")
         params.update(loaded)
     for name, value in args.param or []:
         params[name] = _parse_value(value)
-    # Command-line flags win over the YAML file.
-    data = args.data or params.pop("data_dir", None) or params.pop("data", None)
-    profile = args.profile or params.pop("profile", None) or "quick"
-    out = args.out or params.pop("out", None) or "reports/latest"
-    artifacts = args.artifacts or params.pop("artifacts_dir", None) or "artifacts"
-    for key in ("data_dir", "data", "profile", "out", "artifacts_dir"):
+    return params
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import ChainError, run_chain
+
+    try:
+        params = _load_params(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The chain's own settings may come from the YAML file too; command-line flags win.
+    data = args.data or params.pop("data_dir", None)
+    profile = args.profile or params.pop("profile", "quick")
+    out = args.out or params.pop("out", "reports/latest")
+    artifacts = args.artifacts or params.pop("artifacts_dir", "artifacts")
+    for key in ("data_dir", "profile", "out", "artifacts_dir"):
         params.pop(key, None)
     if not data:
         print("error: give the dataset folder with --data (see `python download_data.py`)",
               file=sys.stderr)
         return 2
+    notebooks = {"notebooks": tuple(args.notebooks)} if args.notebooks else {}
     try:
         result = run_chain(data_dir=data, profile=profile, out_dir=out, artifacts_dir=artifacts,
-                           parameters=params, cell_timeout=args.cell_timeout,
-                           **({"notebooks": tuple(args.notebooks)} if args.notebooks else {}))
+                           parameters=params, cell_timeout=args.cell_timeout, **notebooks)
     except ChainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -55,12 +65,6 @@ def _run(args: argparse.Namespace) -> int:
     print((result.out_dir / "summary.md").read_text())
     print(f"reports: {result.out_dir}")
     return 0
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from .predict import main as predict_main
-
-    return predict_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,14 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell-timeout", type=int, default=None, help="seconds a cell may run")
     run.set_defaults(func=_run)
 
-    try:
-        from .predict import add_arguments
-    except ImportError:  # pragma: no cover - predict arrives with its own module
-        add_arguments = None
-    if add_arguments is not None:
-        pred = sub.add_parser("predict", help="classify audio files with a trained run")
-        add_arguments(pred)
-        pred.set_defaults(func=_predict)
+    pred = sub.add_parser("predict", help="classify audio files with a trained run")
+    predict.add_arguments(pred)
+    pred.set_defaults(func=predict.main)
     return parser
 
 
