@@ -53,7 +53,7 @@ def chain(synthetic_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("chain")
     result = run_chain(
         data_dir=synthetic_root, profile="tiny", out_dir=base / "reports",
-        artifacts_dir=base / "artifacts", parameters={"demo_epochs": 2},
+        artifacts_dir=base / "artifacts", parameters={"demo_epochs": 2, "mode": "final"},
     )
     return base, result
 
