@@ -14,8 +14,6 @@ Three kinds, by where they act:
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .audio import fix_length, load_audio
+from .fileio import atomic_path
 
 # ---------------------------------------------------------------- waveform transforms
 
@@ -278,14 +277,8 @@ def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
     """Write 16-bit PCM atomically; samples are clipped to [-1, 1] (libsndfile would wrap)."""
     import soundfile as sf
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(y, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def expand_offline(
@@ -369,8 +362,6 @@ def expand_offline(
         bar.close()
     table = pd.DataFrame(rows, columns=[*df.columns, *[c for c in ("origin", "augmentation")
                                                        if c not in df.columns]])
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".augmented.csv.", suffix=".tmp")
-    os.close(fd)
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "augmented.csv")
+    with atomic_path(out_dir / "augmented.csv") as tmp:
+        table.to_csv(tmp, index=False)
     return table

@@ -13,7 +13,6 @@ import json
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandas as pd
 
 from .audio import AudioReadError, load_audio
 from .features import FEATURE_VERSION, FeatureConfig, compute
+from .fileio import atomic_path
 
 ON_ERROR = ("raise", "skip")
 CACHE_FORMAT = 1
@@ -255,16 +255,9 @@ def extract_features(
 
 def _save(path: Path, X: np.ndarray, meta: dict[str, Any]) -> None:
     """Write ``X`` and ``meta`` to one ``.npz`` file atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-            np.savez(fh, X=X, meta=meta_bytes)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a handle: np.savez(path) appends .npz
+        np.savez(fh, X=X, meta=meta_bytes)
 
 
 def _load(path: Path, *, config: FeatureConfig, filenames: list[str]) -> tuple[np.ndarray, dict[str, Any]]:

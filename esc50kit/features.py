@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .audio import PAD_MODES, load_audio, n_samples
+from .fileio import atomic_write_text
 
 KINDS = ("logmel", "mfcc")
 # Bump when the numbers this module computes change for the same configuration, so
@@ -356,20 +355,6 @@ def extract(path: str | Path, config: FeatureConfig) -> np.ndarray:
     """
     y = load_audio(path, sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
     return compute(y, config)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Normalizer:

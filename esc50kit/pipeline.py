@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .fileio import atomic_write_json, atomic_write_text
 
 NOTEBOOKS = ("01_EDA", "02_Preprocessing", "03_Modeling", "04_Evaluation")
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -43,15 +43,6 @@ class ChainResult:
     summary: dict = field(default_factory=dict)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are for reading
-    os.replace(tmp, path)
-
-
 def notebook_parameters(path: Path) -> dict[str, dict]:
     """The parameters a notebook declares (name -> papermill's description of it)."""
     import papermill as pm
@@ -66,7 +57,7 @@ def render_html(notebook: Path, html: Path) -> Path:
 
     nb = nbformat.read(str(notebook), as_version=4)
     body, _ = HTMLExporter().from_notebook_node(nb)
-    _atomic_write_text(html, body)
+    atomic_write_text(html, body)
     return html
 
 
@@ -208,7 +199,7 @@ def write_summary(
         "python": sys.version.split()[0],
     }
     summary.update(_run_metrics(Path(artifacts_dir), parameters.get("run_name") or profile))
-    _atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_json(out_dir / "summary.json", summary)
     lines = [
         "# esc50kit run summary", "",
         f"- dataset: {summary['dataset']} ({data_dir})",
@@ -220,7 +211,7 @@ def write_summary(
                         if summary.get("cv_mean") is not None else ""))
     lines.append(f"- total time: {summary['total_seconds']:.0f} s "
                  + "(" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")")
-    _atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
     return summary
 
 

@@ -8,8 +8,6 @@ silence to the clip length, as many ESC-50 clips are.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import pandas as pd
 import soundfile as sf
 
 from .data import AUDIO_DIRNAME, META_RELPATH, OFFICIAL_FOLDS
+from .fileio import atomic_path
 
 CLASS_NAMES = (
     "low_hum", "whistle", "chirp", "noise_burst", "rumble",
@@ -138,8 +137,6 @@ def make_synthetic_dataset(
                              target < max(1, n_classes // 2), src_file, take))
     table = pd.DataFrame(rows, columns=["filename", "fold", "target", "category",
                                         "esc10", "src_file", "take"])
-    fd, tmp = tempfile.mkstemp(dir=root / META_RELPATH.parent, suffix=".csv.tmp")
-    os.close(fd)
-    table.sort_values(["fold", "filename"]).to_csv(tmp, index=False)
-    os.replace(tmp, root / META_RELPATH)
+    with atomic_path(root / META_RELPATH) as tmp:
+        table.sort_values(["fold", "filename"]).to_csv(tmp, index=False)
     return root
