@@ -1,0 +1,189 @@
+"""Predictions tables and the numbers computed from them.
+
+Everything here starts from a predictions table (one row per scored clip), the format
+of ``predictions.csv`` in a run folder:
+
+    filename, fold, role, true_label, true_class, pred_label, pred_class,
+    prob_<class 0>, ..., prob_<class K-1>
+
+so the metrics of a run can be recomputed from its CSV alone, without the model.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+PROB_PREFIX = "prob_"
+
+# Published reference points (accuracy on the official 5-fold protocol).
+# Human listeners: K. J. Piczak, "ESC: Dataset for Environmental Sound Classification",
+# ACM MM 2015. Seed projects: the three projects this package was seeded from.
+REFERENCE_POINTS: tuple[dict, ...] = (
+    {"system": "human listeners (Piczak 2015)", "dataset": "ESC-10", "accuracy": 0.957},
+    {"system": "human listeners (Piczak 2015)", "dataset": "ESC-50", "accuracy": 0.813},
+    {"system": "seed project 1", "dataset": "ESC-50", "accuracy": 0.730},
+    {"system": "seed project 2", "dataset": "ESC-50", "accuracy": 0.709},
+    {"system": "seed project 3", "dataset": "ESC-50", "accuracy": 0.655},
+)
+
+
+def predictions_frame(
+    rows: pd.DataFrame, probs: np.ndarray, class_names: Sequence[str], *, role: str | Sequence[str]
+) -> pd.DataFrame:
+    """The predictions table of scored clips.
+
+    Args:
+        rows: the metadata rows scored (``filename``, ``fold``, ``label``), in the order
+            of ``probs``.
+        probs: shape (N, n_classes), class probabilities.
+        class_names: names ordered by label.
+        role: ``"test"``/``"val"`` for all rows, or one role per row.
+
+    Returns:
+        pd.DataFrame with the columns described in the module docstring.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (len(rows), len(class_names)):
+        raise ValueError(
+            f"probs has shape {probs.shape}; expected ({len(rows)}, {len(class_names)}) "
+            "= (rows scored, classes)"
+        )
+    names = np.asarray(class_names, dtype=object)
+    true = rows["label"].to_numpy(dtype=int)
+    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
+    out = pd.DataFrame({
+        "filename": rows["filename"].to_numpy(),
+        "fold": rows["fold"].to_numpy(dtype=int),
+        "role": role if isinstance(role, str) else list(role),
+        "true_label": true,
+        "true_class": names[true] if len(true) else [],
+        "pred_label": pred,
+        "pred_class": names[pred] if len(pred) else [],
+    })
+    for k, name in enumerate(class_names):
+        out[f"{PROB_PREFIX}{name}"] = probs[:, k]
+    return out
+
+
+def class_names_of(pred: pd.DataFrame) -> list[str]:
+    """Class names ordered by label, read from the probability columns of a table."""
+    return [c[len(PROB_PREFIX):] for c in pred.columns if c.startswith(PROB_PREFIX)]
+
+
+def scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
+    """Accuracy and macro-averaged F1 (sklearn's definitions; absent classes count as 0).
+
+    Returns:
+        dict with ``accuracy``, ``macro_f1`` and ``n``.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(y_true) == 0:
+        raise ValueError("no predictions to score")
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "n": int(len(y_true)),
+    }
+
+
+def report(pred: pd.DataFrame, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support (scikit-learn's classification report).
+
+    Returns:
+        pd.DataFrame indexed by class name, plus ``accuracy``, ``macro avg`` and
+        ``weighted avg`` rows.
+    """
+    names = list(class_names) if class_names is not None else class_names_of(pred)
+    d = classification_report(pred["true_label"], pred["pred_label"], labels=range(len(names)),
+                              target_names=names, output_dict=True, zero_division=0)
+    acc = d.pop("accuracy", None)
+    df = pd.DataFrame(d).T
+    if acc is not None:
+        df.loc["accuracy"] = [np.nan, np.nan, acc, df.loc["macro avg", "support"]]
+    df["support"] = df["support"].astype(int)
+    return df
+
+
+def confusion(pred: pd.DataFrame, class_names: Sequence[str] | None = None, *,
+              normalize: bool = False) -> pd.DataFrame:
+    """Confusion matrix: rows are true classes, columns predicted classes.
+
+    Args:
+        normalize: divide each row by its count (rows sum to 1: per-class recall on the
+            diagonal); False gives counts.
+
+    Returns:
+        pd.DataFrame, shape (n_classes, n_classes), indexed by class names.
+    """
+    names = list(class_names) if class_names is not None else class_names_of(pred)
+    cm = confusion_matrix(pred["true_label"], pred["pred_label"], labels=range(len(names)))
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
+    df = pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
+    return df
+
+
+def most_confused(pred: pd.DataFrame, class_names: Sequence[str] | None = None, *,
+                  top: int = 10) -> pd.DataFrame:
+    """The off-diagonal cells of the confusion matrix with the most clips.
+
+    Returns:
+        pd.DataFrame with ``true``, ``predicted``, ``count`` and ``rate`` (share of the
+        true class's clips), largest first; at most ``top`` rows, zero counts left out.
+    """
+    counts = confusion(pred, class_names)
+    rates = confusion(pred, class_names, normalize=True)
+    rows = [
+        {"true": t, "predicted": p, "count": int(counts.loc[t, p]), "rate": float(rates.loc[t, p])}
+        for t in counts.index for p in counts.columns if t != p and counts.loc[t, p] > 0
+    ]
+    out = pd.DataFrame(rows, columns=["true", "predicted", "count", "rate"])
+    return out.sort_values(["count", "rate", "true", "predicted"],
+                           ascending=[False, False, True, True]).head(top).reset_index(drop=True)
+
+
+def split_scores(pred: pd.DataFrame, *, by: str = "split", role: str | None = "test") -> pd.DataFrame:
+    """Accuracy and macro-F1 of each split (or fold) of a concatenated predictions table.
+
+    Args:
+        by: the column that names the groups (``split`` in a run's ``predictions.csv``,
+            or ``fold``).
+        role: keep rows of this role only (None: all rows).
+
+    Returns:
+        pd.DataFrame, one row per group: ``accuracy``, ``macro_f1``, ``n``.
+    """
+    if role is not None:
+        pred = pred[pred["role"] == role]
+    rows = {key: scores(g["true_label"], g["pred_label"]) for key, g in pred.groupby(by, sort=True)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(by)
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) over folds."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "n": int(len(v))}
+
+
+def comparison_table(accuracy: float, *, dataset: str, system: str = "esc50kit (this run)",
+                     std: float | None = None) -> pd.DataFrame:
+    """Place a result beside the reference points.
+
+    Only rows on the same dataset compare directly (ESC-10 has 10 easier classes;
+    ESC-50 has 50); ``comparable`` says which.
+
+    Returns:
+        pd.DataFrame with ``system``, ``dataset``, ``accuracy``, ``std`` and
+        ``comparable``, sorted by dataset then accuracy.
+    """
+    rows = [dict(r, std=np.nan) for r in REFERENCE_POINTS]
+    rows.append({"system": system, "dataset": dataset, "accuracy": float(accuracy),
+                 "std": np.nan if std is None else float(std)})
+    df = pd.DataFrame(rows, columns=["system", "dataset", "accuracy", "std"])
+    df["comparable"] = df["dataset"] == dataset
+    return df.sort_values(["comparable", "accuracy"], ascending=[False, False]).reset_index(drop=True)

@@ -1,0 +1,384 @@
+"""Run a training mode end to end and write its run folder.
+
+metadata -> splits (each audited; a leak raises) -> cached features -> for every split:
+normaliser fitted on its training rows only, training with the checkpoint chosen on its
+validation fold, ONE scoring of its test fold with that checkpoint -> predictions and
+metrics -> the run folder below.
+
+Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
+
+    <artifacts_dir>/runs/<run_name>/
+        config.json        data_dir, subset, class_names (ordered by label), mode,
+                           profile (name + features/model/training dicts), features
+                           (FeatureConfig dict), model (ModelConfig dict with n_classes),
+                           training (TrainConfig dict), seed, splits (name, train_folds,
+                           val_fold, test_fold), versions (python, torch, ...), created
+        metrics.json       see :func:`_run_metrics`: per split accuracy and macro-F1
+                           (validation and test), mean and std over splits, overall
+                           (pooled) accuracy and macro-F1, times, samples per second
+        predictions.csv    every scored clip of every split, concatenated: the columns of
+                           :mod:`esc50kit.evaluation` plus ``split``; role ``test`` (or
+                           ``val`` in validation mode, which has no test fold)
+        summary.md         the figures above as a short report
+        <split name>/      e.g. ``test5-val4`` (see :class:`esc50kit.splits.FoldSplit`)
+            checkpoint_best.pt   model state, model_config, train_config, epoch, val_acc
+            checkpoint_last.pt   + optimizer, scheduler, grad scaler and RNG states, history
+            history.csv          epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
+            normalizer.json      per-bin mean/std fitted on this split's training rows
+            predictions.csv      validation and test clips scored by the best checkpoint
+                                 (``role`` column says which)
+            metrics.json         this split's figures (written last: marks the split done)
+
+Running again with the same ``run_name`` resumes: finished splits are read back, an
+interrupted split continues from its ``checkpoint_last.pt``.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import evaluation
+from .cache import load_or_compute
+from .data import class_names as _class_names
+from .data import load_metadata, summarize
+from .features import FeatureConfig, Normalizer, atomic_write_text
+from .models import ModelConfig, build_model, load_checkpoint_model
+from .profiles import Profile, get_profile
+from .splits import FoldSplit, assign_roles, audit, make_splits
+from .training import BEST, HISTORY, TrainConfig, atomic_write_csv, fit, predict_proba
+
+RUNS_DIRNAME = "runs"
+FEATURES_DIRNAME = "features"
+# config.json keys that must agree for a run folder to be resumed
+_RESUME_KEYS = ("data_dir", "subset", "mode", "features", "model", "training", "seed", "splits")
+
+
+@dataclass
+class RunResult:
+    """A run folder, loaded.
+
+    Attributes:
+        run_dir: the folder.
+        config: ``config.json``.
+        metrics: ``metrics.json``.
+        predictions: ``predictions.csv`` (scored clips of every split).
+        histories: split name -> its ``history.csv``.
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    histories: dict[str, pd.DataFrame]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    @property
+    def split_names(self) -> list[str]:
+        return [s["name"] for s in self.config["splits"]]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a run depends on."""
+    import librosa
+    import sklearn
+    import torch
+    import torchvision
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "esc50kit": __version__,
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__, "librosa": librosa.__version__,
+            "scikit-learn": sklearn.__version__, "platform": platform.platform()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _split_dict(split: FoldSplit) -> dict[str, Any]:
+    return {"name": split.name, "train_folds": list(split.train_folds),
+            "val_fold": split.val_fold, "test_fold": split.test_fold}
+
+
+def _audited_splits(df: pd.DataFrame, mode: str) -> list[FoldSplit]:
+    """The splits of ``mode`` over the folds present, each proven leak-free.
+
+    Raises:
+        LeakageError: a split shares folds, files, source recordings or copies.
+    """
+    splits = make_splits(mode, tuple(sorted(int(f) for f in df["fold"].unique())))
+    for split in splits:
+        if split.val_fold == split.test_fold:
+            raise ValueError(f"split {split.name}: the validation fold is the test fold")
+        audit(df, assign_roles(df, split))
+    return splits
+
+
+def _run_one_split(
+    split: FoldSplit, *, df: pd.DataFrame, X: np.ndarray, names: list[str],
+    model_config: ModelConfig, train_config: TrainConfig, split_dir: Path, seed: int,
+    progress: bool,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Normalise, train, choose on validation, score the test fold once. Returns (metrics, predictions)."""
+    import torch
+
+    roles = assign_roles(df, split)
+    train, val, test = (np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
+    # Normalisation statistics come from this split's training rows only.
+    norm = Normalizer.fit(X[train])
+    norm.save(split_dir / "normalizer.json")
+    y = df["label"].to_numpy()
+    torch.manual_seed(seed)  # the same initial weights for a given seed
+    model = build_model(model_config)
+    result = fit(model, norm.transform(X[train]), y[train], norm.transform(X[val]), y[val],
+                 config=train_config, out_dir=split_dir, seed=seed, progress=progress,
+                 desc=split.name)
+    # `model` now holds the checkpoint chosen on the validation fold; the test fold is
+    # scored here, once, and never fed back into any choice.
+    scored = np.concatenate([val, test])
+    probs = predict_proba(model, norm.transform(X[scored]),
+                          batch_size=train_config.eval_batch_size, amp=train_config.amp)
+    pred = evaluation.predictions_frame(df.iloc[scored], probs, names,
+                                        role=["val"] * len(val) + ["test"] * len(test))
+    atomic_write_csv(pred, split_dir / "predictions.csv")
+    val_scores = evaluation.scores(pred.loc[pred.role == "val", "true_label"],
+                                   pred.loc[pred.role == "val", "pred_label"])
+    test_scores = (evaluation.scores(pred.loc[pred.role == "test", "true_label"],
+                                     pred.loc[pred.role == "test", "pred_label"])
+                   if len(test) else None)
+    metrics = {
+        **_split_dict(split),
+        "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early, "resumed_from": result.resumed_from,
+        "val_accuracy": val_scores["accuracy"], "val_macro_f1": val_scores["macro_f1"],
+        "test_accuracy": test_scores["accuracy"] if test_scores else None,
+        "test_macro_f1": test_scores["macro_f1"] if test_scores else None,
+        "train_seconds": result.train_seconds, "samples_per_s": result.samples_per_s,
+        "device": result.device,
+    }
+    _write_json(split_dir / "metrics.json", metrics)
+    return metrics, pred
+
+
+def _run_metrics(split_metrics: list[dict], pred: pd.DataFrame, *, role: str,
+                 times: dict[str, float]) -> dict[str, Any]:
+    """Run-level ``metrics.json``.
+
+    Keys: ``scored_role`` (``test``, or ``val`` in validation mode), ``splits`` (the
+    per-split dicts), ``accuracy`` and ``macro_f1`` (``mean``/``std``/``n`` over splits,
+    std with ddof=1), ``overall_accuracy`` and ``overall_macro_f1`` (all scored clips
+    pooled), ``times`` (``features_s``, ``training_s``, ``total_s``) and
+    ``samples_per_s`` (training clips per second over all splits).
+    """
+    key = "test" if role == "test" else "val"
+    pooled = evaluation.scores(pred["true_label"], pred["pred_label"])
+    train_s = sum(m["train_seconds"] for m in split_metrics)
+    samples = sum(m["samples_per_s"] * m["train_seconds"] for m in split_metrics)
+    return {
+        "scored_role": role,
+        "splits": split_metrics,
+        "accuracy": evaluation.mean_std([m[f"{key}_accuracy"] for m in split_metrics]),
+        "macro_f1": evaluation.mean_std([m[f"{key}_macro_f1"] for m in split_metrics]),
+        "overall_accuracy": pooled["accuracy"],
+        "overall_macro_f1": pooled["macro_f1"],
+        "n_scored": pooled["n"],
+        "times": times,
+        "samples_per_s": samples / train_s if train_s > 0 else None,
+    }
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
+    role = metrics["scored_role"]
+    rows = pd.DataFrame([{
+        "split": m["name"], "train folds": ",".join(map(str, m["train_folds"])),
+        "val fold": m["val_fold"], "test fold": m["test_fold"] if m["test_fold"] else "-",
+        "best epoch": m["best_epoch"], "val acc": m["val_accuracy"],
+        "test acc": m["test_accuracy"] if m["test_accuracy"] is not None else "-",
+        "test macro-F1": m["test_macro_f1"] if m["test_macro_f1"] is not None else "-",
+        "clips/s": m["samples_per_s"],
+    } for m in metrics["splits"]])
+    acc = metrics["accuracy"]
+    table = evaluation.comparison_table(acc["mean"], dataset=dataset, std=acc["std"])
+    t = metrics["times"]
+    return "\n".join([
+        f"# Run `{config['run_name']}`", "",
+        f"- data: `{config['data_dir']}` ({dataset}, subset `{config['subset']}`, "
+        f"{len(config['class_names'])} classes)",
+        f"- mode `{config['mode']}`, profile `{config['profile']['name']}`, seed {config['seed']}",
+        f"- scored role: **{role}** (checkpoints chosen on the validation fold only)", "",
+        _md_table(rows), "",
+        f"**{role} accuracy: {acc['mean']:.3f} +- {acc['std']:.3f}** over {acc['n']} split(s); "
+        f"pooled {metrics['overall_accuracy']:.3f}, macro-F1 {metrics['overall_macro_f1']:.3f}.", "",
+        f"Times: features {t['features_s']:.1f} s, training {t['training_s']:.1f} s, "
+        f"total {t['total_s']:.1f} s; {metrics['samples_per_s'] or float('nan'):.1f} training clips/s.", "",
+        "## Beside the reference points", "",
+        _md_table(table), "",
+    ])
+
+
+def run_experiment(
+    data_dir: str | Path,
+    *,
+    artifacts_dir: str | Path = "artifacts",
+    mode: str | None = None,
+    profile: str | Profile = "quick",
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    run_name: str | None = None,
+    progress: bool = True,
+    subset: str = "all",
+) -> RunResult:
+    """Run a mode end to end and write the run folder (see the module docstring).
+
+    Args:
+        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
+        artifacts_dir: where ``features/`` (the cache) and ``runs/`` live.
+        mode: ``"cv"``, ``"validation"`` or ``"final"``; None takes the profile's
+            (``quick``: ``final``, ``cpu-cv`` and ``full``: ``cv``).
+        profile: a name in :data:`esc50kit.profiles.PROFILES` or a :class:`Profile`.
+        overrides: settings to change, e.g. ``{"training.epochs": 5}``.
+        seed: seeds model initialisation, shuffling and augmentation.
+        run_name: folder name under ``runs/``; an existing run of that name with the same
+            configuration is resumed. Default: ``<profile>-<mode>-seed<seed>-<UTC time>``.
+        progress: tqdm bars (feature extraction, one per split).
+        subset: ``"all"``, ``"esc10"`` or ``"esc50"`` (see :func:`esc50kit.data.load_metadata`).
+
+    Returns:
+        RunResult: the run folder, loaded.
+
+    Raises:
+        LeakageError: a split leaks (never expected with the official folds).
+        ValueError: ``run_name`` exists with another configuration.
+    """
+    t_start = time.perf_counter()
+    prof = get_profile(profile, overrides)
+    mode = mode or prof.mode
+    df = load_metadata(data_dir, subset=subset)
+    names = _class_names(df)
+    dataset = summarize(df).kind
+    splits = _audited_splits(df, mode)
+    model_config = replace(prof.model, n_classes=len(names))
+    artifacts = Path(artifacts_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_name = run_name or f"{prof.name}-{mode}-seed{seed}-{stamp}"
+    run_dir = artifacts / RUNS_DIRNAME / run_name
+    config = {
+        "run_name": run_name, "data_dir": str(Path(data_dir).expanduser().resolve()),
+        "subset": subset, "dataset": dataset, "class_names": names, "mode": mode,
+        "profile": prof.to_dict(), "features": prof.features.to_dict(),
+        "model": model_config.to_dict(), "training": prof.training.to_dict(), "seed": seed,
+        "splits": [_split_dict(s) for s in splits], "versions": library_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    config = json.loads(json.dumps(config, default=str))  # the JSON view, for comparison
+    if (run_dir / "config.json").is_file():
+        old = json.loads((run_dir / "config.json").read_text())
+        diff = [k for k in _RESUME_KEYS if old.get(k) != config[k]]
+        if diff:
+            raise ValueError(
+                f"{run_dir} holds a run with another configuration (differs in {diff}); "
+                "pass another run_name, or delete the folder to start over"
+            )
+        config["created"] = old.get("created", config["created"])
+    _write_json(run_dir / "config.json", config)
+
+    t_feat = time.perf_counter()
+    fs = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
+                         progress=progress)
+    X = fs.X  # (N, n_bins, frames), float16, row-aligned with df
+    features_s = time.perf_counter() - t_feat
+
+    all_metrics, all_pred = [], []
+    for split in splits:
+        split_dir = run_dir / split.name
+        if (split_dir / "metrics.json").is_file():  # finished earlier: read it back
+            metrics = json.loads((split_dir / "metrics.json").read_text())
+            pred = pd.read_csv(split_dir / "predictions.csv")
+        else:
+            metrics, pred = _run_one_split(
+                split, df=df, X=X, names=names, model_config=model_config,
+                train_config=prof.training, split_dir=split_dir, seed=seed, progress=progress)
+        if progress:
+            from tqdm.auto import tqdm
+
+            test = f", test acc {metrics['test_accuracy']:.3f}" if metrics["test_accuracy"] is not None else ""
+            tqdm.write(f"{split.name}: best epoch {metrics['best_epoch']}, "
+                       f"val acc {metrics['val_accuracy']:.3f}{test}")
+        all_metrics.append(metrics)
+        all_pred.append(pred.assign(split=split.name))
+
+    role = "test" if splits[0].test_fold is not None else "val"
+    pred = pd.concat(all_pred, ignore_index=True)
+    pred = pred[pred["role"] == role].reset_index(drop=True)
+    atomic_write_csv(pred, run_dir / "predictions.csv")
+    times = {"features_s": features_s,
+             "training_s": sum(m["train_seconds"] for m in all_metrics),
+             "total_s": time.perf_counter() - t_start}
+    metrics = _run_metrics(all_metrics, pred, role=role, times=times)
+    _write_json(run_dir / "metrics.json", metrics)
+    atomic_write_text(run_dir / "summary.md", _summary_md(config, metrics, dataset))
+    return load_run(run_dir)
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a run folder written by :func:`run_experiment`.
+
+    Raises:
+        FileNotFoundError: the folder lacks ``config.json`` or ``metrics.json`` (the
+            run did not finish: run it again with the same ``run_name`` to resume).
+    """
+    run_dir = Path(run_dir)
+    for name in ("config.json", "metrics.json", "predictions.csv"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: is {run_dir} a finished run folder? Run "
+                "run_experiment again with the same run_name to finish it."
+            )
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    histories = {
+        s["name"]: pd.read_csv(run_dir / s["name"] / HISTORY)
+        for s in config["splits"] if (run_dir / s["name"] / HISTORY).is_file()
+    }
+    return RunResult(run_dir=run_dir, config=config, metrics=metrics,
+                     predictions=pd.read_csv(run_dir / "predictions.csv"), histories=histories)
+
+
+def load_predictor(run_dir: str | Path, split: str | None = None, *, device: str = "cpu"):
+    """Everything needed to classify new clips with one split's chosen checkpoint.
+
+    Args:
+        run_dir: a run folder.
+        split: split name (default: the first split of the run).
+
+    Returns:
+        tuple: (model in eval mode, FeatureConfig, Normalizer, class names).
+    """
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    split = split or config["splits"][0]["name"]
+    model, _ = load_checkpoint_model(run_dir / split / BEST, device=device)
+    return (model, FeatureConfig.from_dict(config["features"]),
+            Normalizer.load(run_dir / split / "normalizer.json"), list(config["class_names"]))

@@ -1,0 +1,115 @@
+"""Figures of a run, each drawn on a matplotlib Axes the caller owns.
+
+Every function takes ``ax`` (and returns it), so a notebook lays out its own grid::
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    plot_loss(history, a); plot_accuracy(history, b)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+
+
+def _axes(ax: Axes | None) -> Axes:
+    return ax if ax is not None else plt.subplots()[1]
+
+
+def _mark_best(ax: Axes, history: pd.DataFrame) -> None:
+    best = history.loc[history["val_acc"].idxmax()] if len(history) else None
+    if best is not None:
+        ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"best val (epoch {int(best['epoch'])})")
+
+
+def plot_loss(history: pd.DataFrame, ax: Axes | None = None, *, title: str = "Loss") -> Axes:
+    """Training and validation loss per epoch (from ``history.csv``)."""
+    ax = _axes(ax)
+    ax.plot(history["epoch"], history["train_loss"], label="train (augmented)")
+    ax.plot(history["epoch"], history["val_loss"], label="validation")
+    _mark_best(ax, history)
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title=title)
+    ax.legend()
+    return ax
+
+
+def plot_accuracy(history: pd.DataFrame, ax: Axes | None = None, *, title: str = "Accuracy") -> Axes:
+    """Training and validation accuracy per epoch."""
+    ax = _axes(ax)
+    ax.plot(history["epoch"], history["train_acc"], label="train (augmented)")
+    ax.plot(history["epoch"], history["val_acc"], label="validation")
+    _mark_best(ax, history)
+    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title)
+    ax.legend()
+    return ax
+
+
+def plot_lr(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """The learning-rate schedule (value at the end of each epoch)."""
+    ax = _axes(ax)
+    ax.plot(history["epoch"], history["lr"])
+    ax.set(xlabel="epoch", ylabel="learning rate", title="Learning rate")
+    return ax
+
+
+def plot_training_curves(history: pd.DataFrame, axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+    """Loss and accuracy side by side on two Axes (created when not given)."""
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(10, 3.5))[1]
+    plot_loss(history, axes[0])
+    plot_accuracy(history, axes[1])
+    return axes
+
+
+def plot_confusion(cm: pd.DataFrame, ax: Axes | None = None, *, title: str | None = None,
+                   annot: bool | None = None) -> Axes:
+    """Seaborn heatmap of a confusion matrix from :func:`esc50kit.evaluation.confusion`.
+
+    Counts are annotated as integers, a normalised matrix as fractions; annotations are
+    left out beyond 20 classes, where they would not be readable.
+    """
+    ax = _axes(ax)
+    normalised = not np.issubdtype(cm.to_numpy().dtype, np.integer)
+    annot = len(cm) <= 20 if annot is None else annot
+    sns.heatmap(cm, ax=ax, annot=annot, fmt=".2f" if normalised else "d", cmap="Blues",
+                vmin=0, vmax=1 if normalised else None, square=True, cbar=True,
+                annot_kws={"size": 7})
+    ax.set(xlabel="predicted", ylabel="true",
+           title=title or ("Confusion (row-normalised)" if normalised else "Confusion (counts)"))
+    return ax
+
+
+def plot_per_class(report: pd.DataFrame, ax: Axes | None = None, *, metric: str = "f1-score") -> Axes:
+    """Horizontal bars of one per-class metric of :func:`esc50kit.evaluation.report`."""
+    ax = _axes(ax)
+    per_class = report.drop(index=[i for i in ("accuracy", "macro avg", "weighted avg") if i in report.index])
+    per_class = per_class.sort_values(metric)
+    ax.barh(per_class.index.astype(str), per_class[metric])
+    ax.set(xlabel=metric, xlim=(0, 1), title=f"Per-class {metric}")
+    return ax
+
+
+def plot_fold_scores(fold_scores: pd.DataFrame, ax: Axes | None = None, *, metric: str = "accuracy") -> Axes:
+    """One bar per split/fold with the mean as a line (:func:`evaluation.split_scores`)."""
+    ax = _axes(ax)
+    labels = [str(i) for i in fold_scores.index]
+    ax.bar(labels, fold_scores[metric])
+    mean = fold_scores[metric].mean()
+    ax.axhline(mean, color="k", ls="--", lw=1, label=f"mean {mean:.3f}")
+    ax.set(ylabel=metric, ylim=(0, 1), title=f"Test {metric} per split")
+    ax.legend()
+    return ax
+
+
+def plot_comparison(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Bars of :func:`esc50kit.evaluation.comparison_table`, comparable rows highlighted."""
+    ax = _axes(ax)
+    labels = [f"{s} [{d}]" for s, d in zip(table["system"], table["dataset"])]
+    colors = ["tab:blue" if c else "lightgrey" for c in table["comparable"]]
+    ax.barh(labels[::-1], table["accuracy"].to_numpy()[::-1], color=colors[::-1])
+    ax.set(xlabel="accuracy", xlim=(0, 1), title="Against the reference points")
+    return ax

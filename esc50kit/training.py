@@ -1,0 +1,660 @@
+"""One training loop for every model: optimiser, schedule, augmentation, checkpoints.
+
+Protocol choices made here:
+
+* Features sit in memory as one tensor, on the training device, and batches are indexed
+  from it directly: no DataLoader, no worker processes, augmentation on the device.
+* Augmentation (random time crop, SpecAugment, mixup) touches training batches only;
+  validation and test clips are scored whole and unchanged.
+* The validation fold alone picks the checkpoint (best validation accuracy, ties broken
+  by lower validation loss) and stops training early. The test fold is never seen here.
+* Every random draw comes from explicit generators (shuffling, augmentation) whose
+  states, with the model, optimiser, scheduler and grad-scaler states, go into
+  ``checkpoint_last.pt`` after every epoch. A run stopped after any epoch and started
+  again with the same arguments resumes from there and ends, on the CPU, with exactly
+  the weights of an uninterrupted run.
+
+A training folder holds ``checkpoint_last.pt``, ``checkpoint_best.pt`` and
+``history.csv`` (epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds), all
+written atomically (temporary file, then ``os.replace``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import mixup, spec_augment
+
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("onecycle", "cosine", "constant")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+LAST, BEST, HISTORY = "checkpoint_last.pt", "checkpoint_best.pt", "history.csv"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides how a model is trained (stored in checkpoints and runs).
+
+    Attributes:
+        epochs: passes over the training rows (the schedule spans all of them).
+        batch_size: clips per optimisation step.
+        optimizer: ``"adamw"`` or ``"adam"``.
+        lr: peak learning rate (reached after the warm-up).
+        weight_decay: decoupled (AdamW) or L2 (Adam) weight decay.
+        schedule: ``"onecycle"``, ``"cosine"`` (linear warm-up then cosine decay) or
+            ``"constant"``.
+        warmup: fraction of all steps spent warming up.
+        label_smoothing: mass spread evenly over the classes of each training target.
+        mixup_alpha: Beta(alpha, alpha) of mixup; 0 turns mixup off.
+        freq_masks, freq_width, time_masks, time_width: SpecAugment masks (count and
+            maximum width in bins/frames); 0 masks turn it off.
+        crop_frames: random time crop of each training clip (None: whole clips).
+        patience: stop after this many epochs without a better validation score
+            (None: run every epoch).
+        eval_batch_size: clips per forward pass when scoring.
+        amp: mixed precision: ``"auto"`` (bf16 where supported, else fp16, on CUDA
+            only), ``"bf16"``, ``"fp16"`` or ``"off"``.
+        device: ``"auto"`` (CUDA, then Apple MPS, then CPU) or a torch device string.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+    """
+
+    epochs: int = 60
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"
+    warmup: float = 0.2
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.2
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 16
+    crop_frames: int | None = None
+    patience: int | None = None
+    eval_batch_size: int = 128
+    amp: str = "auto"
+    device: str = "auto"
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}; choose one of {SCHEDULES}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp={self.amp!r}; choose one of {AMP_MODES}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError(
+                f"epochs={self.epochs} must be >= 1 and batch_size={self.batch_size} >= 2 "
+                "(batch norm needs two clips per batch)"
+            )
+        if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(
+                f"warmup={self.warmup} and label_smoothing={self.label_smoothing} must be in [0, 1)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` did.
+
+    Attributes:
+        history: one row per epoch, columns :data:`HISTORY_COLUMNS`.
+        best_epoch: epoch (1-based) of the checkpoint chosen on the validation fold.
+        best_val_acc: its validation accuracy.
+        best_val_loss: its validation loss.
+        epochs_run: epochs trained in total (resumed ones included).
+        stopped_early: True when ``patience`` ended the run.
+        resumed_from: epoch of the checkpoint the run resumed from, else None.
+        train_seconds: time spent in training steps (scoring excluded), all epochs.
+        samples_per_s: training clips per second over ``train_seconds``.
+        device: the device trained on.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_acc: float
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    resumed_from: int | None
+    train_seconds: float
+    samples_per_s: float
+    device: str
+
+
+# ---------------------------------------------------------------- devices and precision
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """The device to train on: CUDA if present, then Apple MPS, then the CPU.
+
+    Args:
+        preference: ``"auto"`` or an explicit torch device string (``"cpu"``, ``"cuda:1"``).
+    """
+    if preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (None: full float32).
+
+    Mixed precision is used on CUDA only: bf16 where the GPU supports it (no loss
+    scaling needed), else fp16 with a GradScaler.
+    """
+    if amp == "off" or device.type != "cuda":
+        return None
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ---------------------------------------------------------------- files
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """``df.to_csv(index=False)`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- pieces of a step
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or Adam over the trainable parameters; no weight decay on biases and norms."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=config.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    """Per-step learning-rate schedule spanning ``total_steps`` steps."""
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps,
+            pct_start=max(config.warmup, 1e-3), anneal_strategy="cos",
+        )
+    warm = int(round(config.warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def random_crop(x: torch.Tensor, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """A random window of ``frames`` frames from each clip (its own offset per clip).
+
+    Args:
+        x: shape (batch, n_bins, time).
+        frames: crop length; clips no longer than this are returned unchanged.
+        generator: a CPU generator (offsets are drawn on the CPU, then moved to
+            ``x.device``, so a seed gives the same crops on every device).
+
+    Returns:
+        Tensor, shape (batch, n_bins, min(frames, time)).
+    """
+    batch, n_bins, time_ = x.shape
+    if frames >= time_:
+        return x
+    start = torch.randint(0, time_ - frames + 1, (batch, 1), generator=generator).to(x.device)
+    idx = start + torch.arange(frames, device=x.device)  # (batch, frames)
+    return torch.gather(x, 2, idx[:, None, :].expand(batch, n_bins, frames))
+
+
+def soft_targets(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Tensor:
+    """One-hot targets with label smoothing. Returns shape (batch, n_classes), float32."""
+    onehot = F.one_hot(y, n_classes).float()
+    return onehot * (1 - smoothing) + smoothing / n_classes
+
+
+def augment_batch(
+    x: torch.Tensor, y: torch.Tensor, *, n_classes: int, config: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-only augmentation: crop, SpecAugment, label smoothing, mixup.
+
+    Args:
+        x: shape (batch, n_bins, frames), normalised features.
+        y: shape (batch,), integer labels.
+
+    Returns:
+        (x of shape (batch, 1, n_bins, frames'), soft targets of shape (batch, n_classes)).
+    """
+    if config.crop_frames is not None:
+        x = random_crop(x, config.crop_frames, generator)
+    x = x.unsqueeze(1)  # (batch, 1, n_bins, frames)
+    if config.freq_masks or config.time_masks:
+        x = spec_augment(x, freq_masks=config.freq_masks, freq_width=config.freq_width,
+                         time_masks=config.time_masks, time_width=config.time_width,
+                         generator=generator)
+    target = soft_targets(y, n_classes, config.label_smoothing)
+    if config.mixup_alpha > 0:
+        x, target = mixup(x, target, alpha=config.mixup_alpha, generator=generator)
+    return x, target
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches of one epoch; a last batch of one clip is dropped (batch norm)."""
+    perm = torch.randperm(n, generator=generator)
+    out = list(torch.split(perm, batch_size))
+    if len(out) > 1 and len(out[-1]) < 2:
+        out.pop()
+    return out
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 or full == 0 else 0)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, X: torch.Tensor | np.ndarray, *, batch_size: int = 128,
+    device: torch.device | str | None = None, amp: str = "auto",
+) -> torch.Tensor:
+    """Logits of whole clips in eval mode, no augmentation.
+
+    Args:
+        X: shape (N, n_bins, frames), normalised features.
+
+    Returns:
+        Tensor, shape (N, n_classes), float32, on the CPU.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    X = torch.as_tensor(X, dtype=torch.float32)
+    dtype = amp_dtype(amp, device)
+    model.eval()
+    outs = []
+    for i in range(0, len(X), batch_size):
+        xb = X[i : i + batch_size].to(device, non_blocking=True).unsqueeze(1)  # (batch, 1, n_bins, frames)
+        if device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, dtype):
+            outs.append(model(xb).float().cpu())
+    if not outs:
+        return torch.zeros(0, 0)
+    return torch.cat(outs)
+
+
+def predict_proba(model: nn.Module, X, **kwargs) -> np.ndarray:
+    """Class probabilities of whole clips. Returns np.ndarray, shape (N, n_classes)."""
+    return torch.softmax(predict_logits(model, X, **kwargs), dim=1).numpy()
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs) -> tuple[float, float]:
+    """Cross-entropy (no smoothing) and accuracy of whole clips. Returns (loss, accuracy)."""
+    logits = predict_logits(model, X, **kwargs)
+    y = torch.as_tensor(y).cpu()
+    loss = F.cross_entropy(logits, y).item()
+    acc = (logits.argmax(1) == y).float().mean().item()
+    return loss, acc
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _model_config(model: nn.Module) -> dict[str, Any] | None:
+    cfg = getattr(model, "config", None)
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else None
+
+
+def _n_classes(model: nn.Module) -> int:
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "n_classes"):
+        return int(cfg.n_classes)
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return last.out_features
+
+
+def fit(
+    model: nn.Module,
+    X_train: np.ndarray | torch.Tensor,
+    y_train: np.ndarray | torch.Tensor,
+    X_val: np.ndarray | torch.Tensor,
+    y_val: np.ndarray | torch.Tensor,
+    *,
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "train",
+    resume: bool = True,
+    stop_after_epoch: int | None = None,
+) -> FitResult:
+    """Train ``model`` on the training rows, choosing the checkpoint on the validation rows.
+
+    Args:
+        model: any module mapping (batch, 1, n_bins, frames) to (batch, n_classes).
+        X_train: shape (N, n_bins, frames), features normalised with statistics of the
+            training rows only.
+        y_train: shape (N,), integer labels 0..n_classes-1.
+        X_val, y_val: the validation fold, same layout (any number of frames).
+        config: optimiser, schedule, augmentation and stopping settings.
+        out_dir: folder for checkpoints and ``history.csv`` (None: keep nothing on disk,
+            no resuming).
+        seed: seeds the shuffling and augmentation generators.
+        progress: show a tqdm bar (one per call, updated every epoch).
+        desc: label of the progress bar.
+        resume: continue from ``out_dir/checkpoint_last.pt`` when it exists.
+        stop_after_epoch: return after this epoch as if interrupted (for tests, or to
+            split a long run); a later call with ``resume=True`` goes on from there.
+
+    Returns:
+        FitResult. ``model`` holds the best weights (chosen on the validation fold).
+
+    Raises:
+        ValueError: inputs of mismatched lengths, or a checkpoint written with another
+            training configuration.
+    """
+    from tqdm.auto import tqdm
+
+    if len(X_train) != len(y_train) or len(X_val) != len(y_val):
+        raise ValueError(
+            f"features and labels differ in length: train {len(X_train)} vs {len(y_train)}, "
+            f"val {len(X_val)} vs {len(y_val)}"
+        )
+    if len(X_val) == 0 or len(X_train) < 2:
+        raise ValueError(f"need >= 2 training and >= 1 validation clips, got {len(X_train)} and {len(X_val)}")
+    device = choose_device(config.device)
+    dtype = amp_dtype(config.amp, device)
+    n_classes = _n_classes(model)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    # The whole training set lives on the device: batches are indexed, never copied from host.
+    Xtr = torch.as_tensor(X_train, dtype=torch.float32).to(device)
+    ytr = torch.as_tensor(y_train, dtype=torch.long).to(device)
+    Xva = torch.as_tensor(X_val, dtype=torch.float32)
+    yva = torch.as_tensor(y_val, dtype=torch.long)
+
+    steps = _steps_per_epoch(len(Xtr), config.batch_size)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, config.epochs * steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)  # CPU: esc50kit.augment draws there
+
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[dict[str, float]] = []
+    start_epoch, bad_epochs, resumed_from = 0, 0, None
+    best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
+    best_state = None
+    train_seconds, samples_seen = 0.0, 0
+    if out is not None and resume and (out / LAST).is_file():
+        ckpt = torch.load(out / LAST, map_location="cpu", weights_only=False)
+        if ckpt["train_config"] != config.to_dict():
+            raise ValueError(
+                f"{out / LAST} was written with another training configuration "
+                f"({ckpt['train_config']}); use the same settings to resume, or pass "
+                "resume=False / a new folder to start over"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        shuffle_gen.set_state(ckpt["rng"]["shuffle"])
+        aug_gen.set_state(ckpt["rng"]["augment"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        history = ckpt["history"]
+        best = ckpt["best"]
+        bad_epochs = ckpt["bad_epochs"]
+        train_seconds, samples_seen = ckpt["train_seconds"], ckpt["samples_seen"]
+        start_epoch = resumed_from = ckpt["epoch"]
+        if ckpt.get("finished"):
+            start_epoch = config.epochs  # nothing left to train
+    elif out is not None:
+        for name in (LAST, BEST, HISTORY):  # a fresh start leaves no stale files behind
+            (out / name).unlink(missing_ok=True)
+
+    stopped_early = bool(history) and bad_epochs >= (config.patience or math.inf)
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc=desc, unit="epoch",
+               disable=not progress, leave=True, dynamic_ncols=True,
+               mininterval=0.1 if interactive else 30.0)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            if stopped_early:
+                break
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for idx in _batches(len(Xtr), config.batch_size, shuffle_gen):
+                idx = idx.to(device)
+                xb, target = augment_batch(Xtr[idx], ytr[idx], n_classes=n_classes,
+                                           config=config, generator=aug_gen)
+                if device.type == "cuda":
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with _autocast(device, dtype):
+                    logits = model(xb)
+                loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_sum += loss.item() * len(idx)
+                correct += (logits.argmax(1) == target.argmax(1)).sum().item()
+                seen += len(idx)
+            train_time = time.perf_counter() - t0
+            train_seconds += train_time
+            samples_seen += seen
+            val_loss, val_acc = evaluate(model, Xva, yva, batch_size=config.eval_batch_size,
+                                         device=device, amp=config.amp)
+            row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                   "val_loss": val_loss, "val_acc": val_acc,
+                   "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - t0}
+            history.append(row)
+            # The validation fold alone chooses: higher accuracy, ties to lower loss.
+            improved = (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"])
+            if improved:
+                best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
+                bad_epochs = 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+            stopped_early = config.patience is not None and bad_epochs >= config.patience
+            finished = stopped_early or epoch == config.epochs
+            if out is not None:
+                meta = {"model_config": _model_config(model), "train_config": config.to_dict(),
+                        "epoch": epoch, "seed": seed}
+                if improved:
+                    atomic_save({**meta, "model": best_state, **best}, out / BEST)
+                atomic_save({
+                    **meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                    "rng": {"shuffle": shuffle_gen.get_state(), "augment": aug_gen.get_state(),
+                            "torch": torch.get_rng_state(),
+                            "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
+                    "history": history, "best": best, "bad_epochs": bad_epochs,
+                    "train_seconds": train_seconds, "samples_seen": samples_seen,
+                    "finished": finished,
+                }, out / LAST)
+                atomic_write_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), out / HISTORY)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}",
+                            best=f"{best['val_acc']:.3f}@{best['epoch']}", refresh=False)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch and not finished:
+                break
+    finally:
+        bar.close()
+
+    if best_state is None and out is not None and (out / BEST).is_file():
+        best_state = torch.load(out / BEST, map_location="cpu", weights_only=False)["model"]
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(
+        history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
+        best_epoch=int(best["epoch"]), best_val_acc=float(best["val_acc"]),
+        best_val_loss=float(best["val_loss"]), epochs_run=len(history),
+        stopped_early=stopped_early, resumed_from=resumed_from,
+        train_seconds=train_seconds,
+        samples_per_s=samples_seen / train_seconds if train_seconds > 0 else float("nan"),
+        device=str(device),
+    )
+
+
+# ---------------------------------------------------------------- learning-rate finder
+
+
+@dataclass
+class LRFinderResult:
+    """Loss against learning rate from :func:`lr_find`.
+
+    Attributes:
+        history: columns ``lr``, ``loss`` and ``smoothed`` (exponential moving average).
+        suggestion: the learning rate where the smoothed loss falls fastest.
+    """
+
+    history: pd.DataFrame
+    suggestion: float
+
+
+def lr_find(
+    model: nn.Module,
+    X: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    config: TrainConfig,
+    start_lr: float = 1e-6,
+    end_lr: float = 1.0,
+    num_steps: int = 60,
+    seed: int = 0,
+    diverge: float = 4.0,
+) -> LRFinderResult:
+    """The learning-rate range test: raise the rate exponentially, step by step.
+
+    Train steps (with the training augmentation) run on TRAINING rows only, with the
+    learning rate growing from ``start_lr`` to ``end_lr``; the test stops early when the
+    loss exceeds ``diverge`` times its best. The model's weights are restored afterwards.
+
+    Returns:
+        LRFinderResult: the curve and a suggested peak learning rate.
+    """
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
+    device = choose_device(config.device)
+    dtype = amp_dtype(config.amp, device)
+    saved = copy.deepcopy(model.state_dict())
+    model.to(device).train()
+    n_classes = _n_classes(model)
+    Xt = torch.as_tensor(X, dtype=torch.float32).to(device)
+    yt = torch.as_tensor(y, dtype=torch.long).to(device)
+    optimizer = make_optimizer(model, config)
+    gamma = (end_lr / start_lr) ** (1 / max(1, num_steps - 1))
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+    rows, avg, best_loss = [], 0.0, math.inf
+    batches: list[torch.Tensor] = []
+    try:
+        for step in range(num_steps):
+            if not batches:
+                batches = _batches(len(Xt), config.batch_size, shuffle_gen)
+            idx = batches.pop(0).to(device)
+            lr = start_lr * gamma**step
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            xb, target = augment_batch(Xt[idx], yt[idx], n_classes=n_classes, config=config,
+                                       generator=aug_gen)
+            with _autocast(device, dtype):
+                logits = model(xb)
+            loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            avg = 0.9 * avg + 0.1 * value
+            smoothed = avg / (1 - 0.9 ** (step + 1))  # bias-corrected moving average
+            rows.append({"lr": lr, "loss": value, "smoothed": smoothed})
+            best_loss = min(best_loss, smoothed)
+            if not math.isfinite(value) or smoothed > diverge * best_loss:
+                break
+    finally:
+        model.load_state_dict(saved)
+    hist = pd.DataFrame(rows, columns=["lr", "loss", "smoothed"])
+    if len(hist) < 3:
+        suggestion = float(hist["lr"].iloc[0]) if len(hist) else start_lr
+    else:
+        slope = np.gradient(hist["smoothed"].to_numpy(), np.log10(hist["lr"].to_numpy()))
+        suggestion = float(hist["lr"].iloc[int(np.argmin(slope))])
+    return LRFinderResult(history=hist, suggestion=suggestion)

@@ -1,0 +1,234 @@
+"""The training loop and the experiment: overfitting, exact resume, protocol, run folder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from esc50kit.experiment import load_predictor, load_run, run_experiment
+from esc50kit.models import ModelConfig, build_model, load_checkpoint_model
+from esc50kit.splits import MODES, make_splits
+from esc50kit.training import (
+    BEST,
+    HISTORY,
+    HISTORY_COLUMNS,
+    LAST,
+    TrainConfig,
+    choose_device,
+    evaluate,
+    fit,
+    lr_find,
+    random_crop,
+)
+
+NO_AUGMENT = dict(mixup_alpha=0.0, freq_masks=0, time_masks=0, label_smoothing=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; one thread keeps tests fast on a busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _toy(n=24, n_classes=4, bins=16, frames=24, seed=0):
+    """Separable toy spectrograms: class k has energy in band k."""
+    g = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    X = g.normal(size=(n, bins, frames)).astype(np.float32)
+    band = bins // n_classes
+    for i, k in enumerate(y):
+        X[i, k * band : (k + 1) * band] += 2.0
+    return X, y
+
+
+def _model(n_classes=4, seed=0):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(n_classes=n_classes, width=8))
+
+
+def test_tiny_batch_can_be_overfitted():
+    g = np.random.default_rng(1)
+    X = g.normal(size=(16, 16, 24)).astype(np.float32)  # pure noise: only memorisation helps
+    y = np.arange(16) % 4
+    cfg = TrainConfig(epochs=40, batch_size=16, lr=1e-2, schedule="constant", device="cpu",
+                      **NO_AUGMENT)
+    model = _model()
+    result = fit(model, X, y, X, y, config=cfg, progress=False)
+    _, acc = evaluate(model, X, y)
+    assert acc == 1.0
+    assert result.best_val_acc == 1.0
+    assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0] / 3
+
+
+def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
+    X, y = _toy()
+    Xv, yv = _toy(n=8, seed=1)
+    # augmentation on, so the generator states in the checkpoint matter
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, device="cpu", mixup_alpha=0.4,
+                      freq_masks=1, freq_width=3, time_masks=1, time_width=4, crop_frames=20)
+    full = _model()
+    fit(full, X, y, Xv, yv, config=cfg, out_dir=tmp_path / "full", seed=7, progress=False)
+
+    first = _model()
+    part = fit(first, X, y, Xv, yv, config=cfg, out_dir=tmp_path / "cut", seed=7,
+               progress=False, stop_after_epoch=1)
+    assert part.epochs_run == 1
+    resumed_model = _model(seed=99)  # a fresh process would start from other weights
+    resumed = fit(resumed_model, X, y, Xv, yv, config=cfg, out_dir=tmp_path / "cut", seed=7,
+                  progress=False)
+    assert resumed.resumed_from == 1 and resumed.epochs_run == 3
+
+    a = torch.load(tmp_path / "full" / LAST, weights_only=False)
+    b = torch.load(tmp_path / "cut" / LAST, weights_only=False)
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k, v in full.state_dict().items():  # the chosen (best) weights agree too
+        assert torch.equal(v, resumed_model.state_dict()[k]), k
+    ha = pd.read_csv(tmp_path / "full" / HISTORY).drop(columns="seconds")
+    hb = pd.read_csv(tmp_path / "cut" / HISTORY).drop(columns="seconds")
+    pd.testing.assert_frame_equal(ha, hb)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    X, y = _toy()
+    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu", **NO_AUGMENT)
+    fit(_model(), X, y, X, y, config=cfg, out_dir=tmp_path, progress=False, stop_after_epoch=1)
+    with pytest.raises(ValueError, match="another training configuration"):
+        fit(_model(), X, y, X, y, config=TrainConfig(epochs=2, batch_size=8, lr=1e-4,
+                                                     device="cpu", **NO_AUGMENT),
+            out_dir=tmp_path, progress=False)
+
+
+def test_files_are_complete_and_early_stopping_uses_validation(tmp_path):
+    X, y = _toy()
+    # lr=0: only batch-norm statistics move, so validation soon stops improving
+    cfg = TrainConfig(epochs=10, batch_size=8, lr=0.0, schedule="constant", patience=2,
+                      device="cpu", **NO_AUGMENT)
+    result = fit(_model(), X, y, X[:8], y[:8], config=cfg, out_dir=tmp_path, progress=False)
+    assert result.stopped_early and result.epochs_run == result.best_epoch + 2 < 10
+    hist = pd.read_csv(tmp_path / HISTORY)
+    assert tuple(hist.columns) == HISTORY_COLUMNS and len(hist) == result.epochs_run
+    assert hist["val_acc"].iloc[result.best_epoch:].max() <= result.best_val_acc
+    best = torch.load(tmp_path / BEST, weights_only=False)
+    assert best["epoch"] == result.best_epoch and best["model_config"]["width"] == 8
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    model, _ = load_checkpoint_model(tmp_path / BEST)
+    assert model(torch.randn(1, 1, 16, 24)).shape == (1, 4)
+
+
+def test_lr_finder_restores_weights_and_suggests_a_rate():
+    X, y = _toy()
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = lr_find(model, X, y, config=TrainConfig(batch_size=8, device="cpu", **NO_AUGMENT),
+                  num_steps=12, start_lr=1e-5, end_lr=1.0)
+    assert list(res.history.columns) == ["lr", "loss", "smoothed"]
+    assert 1e-5 <= res.suggestion <= 1.0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_random_crop_takes_windows_of_each_clip():
+    x = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)  # (batch, bins, frames)
+    out = random_crop(x, 4, torch.Generator().manual_seed(0))
+    assert out.shape == (2, 3, 4)
+    for i in range(2):
+        start = int(out[i, 0, 0] - x[i, 0, 0])
+        assert torch.equal(out[i], x[i, :, start : start + 4])
+    assert random_crop(x, 50, torch.Generator()).shape == x.shape
+
+
+def test_device_choice_on_this_machine():
+    dev = choose_device("auto")
+    assert dev.type in ("cuda", "mps", "cpu")
+    assert choose_device("cpu").type == "cpu"
+
+
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from(MODES),
+       folds=st.lists(st.integers(1, 9), min_size=3, max_size=6, unique=True),
+       data=st.data())
+def test_validation_fold_is_never_the_test_fold(mode, folds, data):
+    folds = tuple(sorted(folds))
+    test = data.draw(st.sampled_from(folds))
+    val = data.draw(st.sampled_from([f for f in folds if f != test]))
+    for kwargs in ({}, {"val_fold": val, "test_fold": test}):
+        if mode == "cv" and kwargs:
+            continue
+        for split in make_splits(mode, folds, **kwargs):
+            assert split.val_fold != split.test_fold
+            assert split.val_fold not in split.train_folds
+            assert split.test_fold not in split.train_folds
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synthetic_root, tmp_path_factory):
+    art = tmp_path_factory.mktemp("artifacts")
+    result = run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
+                            overrides={"training.epochs": 2}, run_name="t", progress=False)
+    return result
+
+
+def test_experiment_writes_the_run_folder_contract(tiny_run):
+    run = tiny_run.run_dir
+    for name in ("config.json", "metrics.json", "predictions.csv", "summary.md"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    for key in ("data_dir", "subset", "class_names", "mode", "profile", "features", "model",
+                "training", "seed", "versions", "splits"):
+        assert key in config, key
+    assert config["model"]["n_classes"] == len(config["class_names"]) == 5
+    assert len(config["splits"]) == 5
+    for s in config["splits"]:
+        d = run / s["name"]
+        for name in (LAST, BEST, HISTORY, "normalizer.json", "predictions.csv", "metrics.json"):
+            assert (d / name).is_file(), (s["name"], name)
+        pred = pd.read_csv(d / "predictions.csv")
+        assert set(pred.loc[pred.role == "test", "fold"]) == {s["test_fold"]}
+        assert set(pred.loc[pred.role == "val", "fold"]) == {s["val_fold"]}
+    pred = pd.read_csv(run / "predictions.csv")
+    assert (pred["role"] == "test").all() and len(pred) == 50  # each clip tested once
+    assert sorted(pred["fold"].unique()) == [1, 2, 3, 4, 5]
+    probs = pred[[f"prob_{c}" for c in config["class_names"]]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"]["n"] == 5 and 0 <= metrics["overall_accuracy"] <= 1
+    assert metrics["samples_per_s"] > 0
+
+
+def test_run_can_be_loaded_and_predicts_like_it_recorded(tiny_run, synthetic_root):
+    from esc50kit.cache import load_or_compute
+    from esc50kit.data import load_metadata
+    from esc50kit.training import predict_proba
+
+    loaded = load_run(tiny_run.run_dir)
+    assert loaded.split_names == [s["name"] for s in loaded.config["splits"]]
+    assert set(loaded.histories) == set(loaded.split_names)
+    split = loaded.split_names[0]
+    model, feature_config, normalizer, names = load_predictor(loaded.run_dir, split)
+    df = load_metadata(synthetic_root)
+    fold = loaded.config["splits"][0]["test_fold"]
+    rows = df[df["fold"] == fold]
+    X = load_or_compute(rows, feature_config, cache_dir=None, progress=False).X
+    probs = predict_proba(model, normalizer.transform(X))
+    recorded = pd.read_csv(loaded.run_dir / split / "predictions.csv")
+    recorded = recorded[recorded.role == "test"]
+    np.testing.assert_allclose(probs, recorded[[f"prob_{c}" for c in names]].to_numpy(), atol=1e-3)
+
+
+def test_rerun_with_same_name_resumes_and_other_config_is_refused(tiny_run, synthetic_root):
+    art = tiny_run.run_dir.parent.parent
+    again = run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
+                           overrides={"training.epochs": 2}, run_name="t", progress=False)
+    assert again.metrics["overall_accuracy"] == tiny_run.metrics["overall_accuracy"]
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
+                       overrides={"training.epochs": 3}, run_name="t", progress=False)
