@@ -129,8 +129,8 @@ def _audited_splits(df: pd.DataFrame, mode: str) -> list[FoldSplit]:
 
 def _run_one_split(
     split: FoldSplit, *, df: pd.DataFrame, X: np.ndarray, names: list[str],
-    model_config: ModelConfig, train_config: TrainConfig, split_dir: Path, seed: int,
-    progress: bool,
+    model_config: ModelConfig, train_config: TrainConfig, features: FeatureConfig,
+    split_dir: Path, seed: int, progress: bool,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Normalise, train, choose on validation, score the test fold once. Returns (metrics, predictions)."""
     import torch
@@ -145,7 +145,7 @@ def _run_one_split(
     model = build_model(model_config)
     result = fit(model, norm.transform(X[train]), y[train], norm.transform(X[val]), y[val],
                  config=train_config, out_dir=split_dir, seed=seed, progress=progress,
-                 desc=split.name)
+                 desc=split.name, checkpoint_meta={"features": features.to_dict()})
     # `model` now holds the checkpoint chosen on the validation fold; the test fold is
     # scored here, once, and never fed back into any choice.
     scored = np.concatenate([val, test])
@@ -319,7 +319,8 @@ def run_experiment(
         else:
             metrics, pred = _run_one_split(
                 split, df=df, X=X, names=names, model_config=model_config,
-                train_config=prof.training, split_dir=split_dir, seed=seed, progress=progress)
+                train_config=prof.training, features=prof.features, split_dir=split_dir,
+                seed=seed, progress=progress)
         if progress:
             from tqdm.auto import tqdm
 

@@ -98,8 +98,8 @@ def leakage_demo(
         return "FAILED: " + ", ".join(sorted({leak.kind for leak in report.leaks}))
 
     return pd.DataFrame([
-        {"protocol": f"official folds (train {split.train_folds}, val {split.val_fold}, "
-                     f"test {split.test_fold})",
+        {"protocol": f"official folds (train {', '.join(map(str, split.train_folds))}, "
+                     f"validate {split.val_fold}, test {split.test_fold})",
          "train clips": int((honest_roles == "train").sum()),
          "test clips": int((honest_roles == "test").sum()),
          "audit": audit_cell(honest_audit), "test accuracy": honest},

@@ -62,7 +62,7 @@ def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
     Returns:
         list[FoldSplit]: ``len(folds)`` splits; every fold is the test fold exactly once.
     """
-    folds = tuple(sorted(folds))
+    folds = tuple(sorted(int(f) for f in folds))
     if len(folds) < 3:
         raise ValueError(f"cross-validation needs at least 3 folds, got {folds}")
     out = []
@@ -91,7 +91,7 @@ def make_splits(
             the last).
         test_fold: test fold for ``final`` (default: the last fold, 5 in ESC-50).
     """
-    folds = tuple(sorted(folds))
+    folds = tuple(sorted(int(f) for f in folds))
     if mode == "cv":
         return cv_splits(folds)
     if mode not in MODES:

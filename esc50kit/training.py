@@ -394,6 +394,7 @@ def fit(
     desc: str = "train",
     resume: bool = True,
     stop_after_epoch: int | None = None,
+    checkpoint_meta: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` on the training rows, choosing the checkpoint on the validation rows.
 
@@ -412,6 +413,8 @@ def fit(
         resume: continue from ``out_dir/checkpoint_last.pt`` when it exists.
         stop_after_epoch: return after this epoch as if interrupted (for tests, or to
             split a long run); a later call with ``resume=True`` goes on from there.
+        checkpoint_meta: extra entries stored in every checkpoint (the experiment
+            stores the feature configuration, so a predictor can check it).
 
     Returns:
         FitResult. ``model`` holds the best weights (chosen on the validation fold).
@@ -536,8 +539,8 @@ def fit(
             stopped_early = config.patience is not None and bad_epochs >= config.patience
             finished = stopped_early or epoch == config.epochs
             if out is not None:
-                meta = {"model_config": _model_config(model), "train_config": config.to_dict(),
-                        "epoch": epoch, "seed": seed}
+                meta = {**(checkpoint_meta or {}), "model_config": _model_config(model),
+                        "train_config": config.to_dict(), "epoch": epoch, "seed": seed}
                 if improved:
                     atomic_save({**meta, "model": best_state, **best}, out / BEST)
                 atomic_save({

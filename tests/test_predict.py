@@ -88,13 +88,14 @@ def test_missing_run_folder_says_what_to_do(tmp_path):
         Classifier.from_run(tmp_path / "nowhere")
 
 
-def test_feature_config_that_does_not_match_the_checkpoint_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("field", ["n_mels", "hop_length"])
+def test_feature_config_that_does_not_match_the_checkpoint_is_refused(trained, tmp_path, field):
     edited = tmp_path / "edited"
     shutil.copytree(trained, edited)
     cfg = json.loads((edited / "config.json").read_text())
-    cfg["features"]["n_mels"] = cfg["features"]["n_mels"] * 2
+    cfg["features"][field] = cfg["features"][field] * 2
     (edited / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(RunFolderError, match="does not match|bins"):
+    with pytest.raises(RunFolderError, match=f"does not match the checkpoint.*{field}"):
         Classifier.from_run(edited)
 
 
