@@ -23,3 +23,14 @@ def writable_root(synthetic_root, tmp_path):
     dst = tmp_path / "ESC-50-copy"
     shutil.copytree(synthetic_root, dst)
     return dst
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models gain nothing from threads; one thread keeps tests fast on a busy CPU."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -29,13 +29,7 @@ from esc50kit.training import (
 NO_AUGMENT = dict(mixup_alpha=0.0, freq_masks=0, time_masks=0, label_smoothing=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; one thread keeps tests fast on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _toy(n=24, n_classes=4, bins=16, frames=24, seed=0):
