@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -50,11 +49,12 @@ from . import evaluation
 from .cache import load_or_compute
 from .data import class_names as _class_names
 from .data import load_metadata, summarize
-from .features import FeatureConfig, Normalizer, atomic_write_text
+from .features import FeatureConfig, Normalizer
+from .fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 from .models import ModelConfig, build_model, load_checkpoint_model
 from .profiles import Profile, get_profile
 from .splits import FoldSplit, assign_roles, audit, make_splits
-from .training import BEST, HISTORY, TrainConfig, atomic_write_csv, fit, predict_proba
+from .training import BEST, HISTORY, TrainConfig, fit, predict_proba
 
 RUNS_DIRNAME = "runs"
 FEATURES_DIRNAME = "features"
@@ -89,7 +89,7 @@ class RunResult:
         return [s["name"] for s in self.config["splits"]]
 
 
-def library_versions() -> dict[str, str]:
+def run_versions() -> dict[str, str]:
     """Versions of Python and the libraries a run depends on."""
     import librosa
     import sklearn
@@ -102,10 +102,6 @@ def library_versions() -> dict[str, str]:
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": np.__version__, "pandas": pd.__version__, "librosa": librosa.__version__,
             "scikit-learn": sklearn.__version__, "platform": platform.platform()}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _split_dict(split: FoldSplit) -> dict[str, Any]:
@@ -170,7 +166,7 @@ def _run_one_split(
         "train_seconds": result.train_seconds, "samples_per_s": result.samples_per_s,
         "device": result.device,
     }
-    _write_json(split_dir / "metrics.json", metrics)
+    atomic_write_json(split_dir / "metrics.json", metrics)
     return metrics, pred
 
 
@@ -289,7 +285,7 @@ def run_experiment(
         "subset": subset, "dataset": dataset, "class_names": names, "mode": mode,
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": model_config.to_dict(), "training": prof.training.to_dict(), "seed": seed,
-        "splits": [_split_dict(s) for s in splits], "versions": library_versions(),
+        "splits": [_split_dict(s) for s in splits], "versions": run_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     config = json.loads(json.dumps(config, default=str))  # the JSON view, for comparison
@@ -302,7 +298,7 @@ def run_experiment(
                 "pass another run_name, or delete the folder to start over"
             )
         config["created"] = old.get("created", config["created"])
-    _write_json(run_dir / "config.json", config)
+    atomic_write_json(run_dir / "config.json", config)
 
     t_feat = time.perf_counter()
     fs = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
@@ -338,7 +334,7 @@ def run_experiment(
              "training_s": sum(m["train_seconds"] for m in all_metrics),
              "total_s": time.perf_counter() - t_start}
     metrics = _run_metrics(all_metrics, pred, role=role, times=times)
-    _write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_text(run_dir / "summary.md", _summary_md(config, metrics, dataset))
     return load_run(run_dir)
 

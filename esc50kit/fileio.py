@@ -48,3 +48,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (non-JSON values via ``str``)."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+
+def atomic_write_csv(df, path: str | Path) -> Path:
+    """``df.to_csv(path, index=False)`` atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)

@@ -22,7 +22,7 @@ Architectures (``ModelConfig.arch``):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -38,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import mixup, spec_augment
+from .fileio import atomic_path, atomic_write_csv
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -194,30 +193,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """``df.to_csv(index=False)`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- pieces of a step
