@@ -33,8 +33,9 @@ data: env
 	$(PY) download_data.py --dest $(DEST) $(if $(DATA),--source $(DATA))
 
 run: env
-	@root=$$($(PY) download_data.py --dest $(DEST) $(if $(DATA),--source $(DATA)) | tail -n 1) && \
-	  echo "dataset: $$root" && \
+	@out=$$($(PY) download_data.py --dest $(DEST) $(if $(DATA),--source $(DATA))) || exit 1; \
+	  root=$$(printf '%s\n' "$$out" | tail -n 1); \
+	  echo "dataset: $$root"; \
 	  $(PY) -m esc50kit run --data "$$root" --profile $(PROFILE) --out $(OUT)
 
 test: env
