@@ -117,3 +117,16 @@ def test_cli_fails_clearly(trained, tmp_path):
     r = subprocess.run([sys.executable, "-m", "esc50kit", "predict", str(bad), "--run", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a run folder" in r.stderr
+
+
+def test_cv_run_averages_its_fold_models_or_uses_one(synthetic_root, tmp_path):
+    run = run_experiment(synthetic_root, artifacts_dir=tmp_path, mode="cv", profile="tiny",
+                         overrides={"training.epochs": 1}, progress=False, run_name="cv").run_dir
+    path = load_metadata(synthetic_root)["path"].iloc[0]
+    ensemble = Classifier.from_run(run)  # a cv run averages its fold models by default
+    assert len(ensemble.models) == 5
+    singles = [Classifier.from_run(run, split=str(fold)).predict_file(path).probs for fold in range(1, 6)]
+    assert np.allclose(ensemble.predict_file(path).probs, np.mean(singles, axis=0), atol=1e-6)
+    assert Classifier.from_run(run, split="3").names == ["test3-val4"]
+    with pytest.raises(RunFolderError, match="split '9'"):
+        Classifier.from_run(run, split="9")
