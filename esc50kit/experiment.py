@@ -34,6 +34,7 @@ interrupted split continues from its ``checkpoint_last.pt``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -59,7 +60,22 @@ from .training import BEST, HISTORY, TrainConfig, fit, predict_proba
 RUNS_DIRNAME = "runs"
 FEATURES_DIRNAME = "features"
 # config.json keys that must agree for a run folder to be resumed
-_RESUME_KEYS = ("data_dir", "subset", "mode", "features", "model", "training", "seed", "splits")
+# (the dataset by content, not by path: a moved copy of the same data resumes)
+_RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed", "splits")
+
+
+def default_run_name(profile: str, data_dir: str | Path) -> str:
+    """The run folder name the notebooks and the chain use: ``<profile>-<dataset folder>``.
+
+    Runs of one profile on different datasets (ESC-10, ESC-50) get different folders.
+    """
+    return f"{profile}-{Path(data_dir).expanduser().resolve().name}"
+
+
+def dataset_fingerprint(df: pd.DataFrame) -> str:
+    """A short hash of the clips of a table (file, fold, target), independent of its path."""
+    rows = sorted(f"{r.filename}|{r.fold}|{r.target}" for r in df.itertuples())
+    return hashlib.sha1("\n".join(rows).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -282,7 +298,7 @@ def run_experiment(
     run_dir = artifacts / RUNS_DIRNAME / run_name
     config = {
         "run_name": run_name, "data_dir": str(Path(data_dir).expanduser().resolve()),
-        "subset": subset, "dataset": dataset, "class_names": names, "mode": mode,
+        "dataset_files": dataset_fingerprint(df), "subset": subset, "dataset": dataset, "class_names": names, "mode": mode,
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": model_config.to_dict(), "training": prof.training.to_dict(), "seed": seed,
         "splits": [_split_dict(s) for s in splits], "versions": run_versions(),
@@ -295,7 +311,8 @@ def run_experiment(
         if diff:
             raise ValueError(
                 f"{run_dir} holds a run with another configuration (differs in {diff}); "
-                "pass another run_name, or delete the folder to start over"
+                "pass another run_name (in the chain: -p run_name NAME), or delete the "
+                "folder to start over"
             )
         config["created"] = old.get("created", config["created"])
     atomic_write_json(run_dir / "config.json", config)

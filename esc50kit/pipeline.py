@@ -198,7 +198,10 @@ def write_summary(
         "total_seconds": round(total_seconds, 1),
         "python": sys.version.split()[0],
     }
-    summary.update(_run_metrics(Path(artifacts_dir), parameters.get("run_name") or profile))
+    from .experiment import default_run_name
+
+    run_name = parameters.get("run_name") or default_run_name(profile, data_dir)
+    summary.update(_run_metrics(Path(artifacts_dir), run_name))
     atomic_write_json(out_dir / "summary.json", summary)
     lines = [
         "# esc50kit run summary", "",

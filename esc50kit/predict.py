@@ -236,7 +236,7 @@ def _check_consistent(split_dir: Path, fconf: FeatureConfig, ckpt: dict, norm: N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m esc50kit predict``."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length, rate, channels)")
-    parser.add_argument("--run", required=True, help="run folder, e.g. artifacts/runs/quick")
+    parser.add_argument("--run", required=True, help="run folder, e.g. artifacts/runs/quick-ESC-50-master")
     parser.add_argument("--top", type=int, default=5, help="classes to list (default 5)")
     parser.add_argument("--split", help="use one split's model (name or test fold number)")
     parser.add_argument("--ensemble", action="store_true",

@@ -226,3 +226,21 @@ def test_rerun_with_same_name_resumes_and_other_config_is_refused(tiny_run, synt
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
                        overrides={"training.epochs": 3}, run_name="t", progress=False)
+
+
+def test_run_name_resumes_on_moved_data_and_refuses_other_data(synthetic_root, tmp_path):
+    import shutil
+
+    from esc50kit.experiment import default_run_name, run_experiment
+    from esc50kit.synthetic import make_synthetic_dataset
+
+    kw = dict(artifacts_dir=tmp_path / "art", mode="final", profile="tiny",
+              overrides={"training.epochs": 1}, progress=False, run_name="r")
+    first = run_experiment(synthetic_root, **kw)
+    moved = shutil.copytree(synthetic_root, tmp_path / "moved")
+    again = run_experiment(moved, **kw)  # same clips at another path: read back, not retrained
+    assert again.metrics["overall_accuracy"] == first.metrics["overall_accuracy"]
+    other = make_synthetic_dataset(tmp_path / "other", n_classes=3, seed=1)
+    with pytest.raises(ValueError, match="dataset_files"):
+        run_experiment(other, **kw)
+    assert default_run_name("quick", "/x/ESC-10") == "quick-ESC-10"
