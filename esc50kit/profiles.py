@@ -63,6 +63,11 @@ class Profile:
 # about a sixth of the pixels of the full (128, 216) input.
 _SMALL_FEATURES = FeatureConfig(sr=22050, n_fft=2048, hop_length=1024, n_mels=64)
 
+# The CPU recipe shared by quick and cpu-cv (they differ in model width and epochs).
+_CPU_TRAINING = TrainConfig(batch_size=32, lr=3e-3, weight_decay=1e-2, schedule="onecycle",
+                            warmup=0.25, label_smoothing=0.1, mixup_alpha=0.2, freq_masks=2,
+                            freq_width=8, time_masks=2, time_width=12, crop_frames=None)
+
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
@@ -80,10 +85,7 @@ PROFILES: dict[str, Profile] = {
         mode="final",
         features=_SMALL_FEATURES,
         model=ModelConfig(arch="resnet18", width=32),
-        training=TrainConfig(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-2,
-                             schedule="onecycle", warmup=0.25, label_smoothing=0.1,
-                             mixup_alpha=0.2, freq_masks=2, freq_width=8, time_masks=2,
-                             time_width=12, crop_frames=None),
+        training=replace(_CPU_TRAINING, epochs=30),
     ),
     "cpu-cv": Profile(
         name="cpu-cv",
@@ -94,10 +96,7 @@ PROFILES: dict[str, Profile] = {
         mode="cv",
         features=_SMALL_FEATURES,
         model=ModelConfig(arch="resnet18", width=64),
-        training=TrainConfig(epochs=60, batch_size=32, lr=3e-3, weight_decay=1e-2,
-                             schedule="onecycle", warmup=0.25, label_smoothing=0.1,
-                             mixup_alpha=0.2, freq_masks=2, freq_width=8, time_masks=2,
-                             time_width=12, crop_frames=None),
+        training=replace(_CPU_TRAINING, epochs=60),
     ),
     "full": Profile(
         name="full",
