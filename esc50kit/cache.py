@@ -24,6 +24,7 @@ import pandas as pd
 from .audio import AudioReadError, load_audio
 from .features import FEATURE_VERSION, FeatureConfig, compute
 from .fileio import atomic_path
+from .variants import VariantSpec, make_copies
 
 ON_ERROR = ("raise", "skip")
 CACHE_FORMAT = 1
@@ -141,38 +142,50 @@ def _init_worker() -> None:
         sys.modules["cv2"].setNumThreads(1)
 
 
+def _row_shape(config: FeatureConfig, variants: VariantSpec | None) -> tuple[int, ...]:
+    """Shape of one row of X: (n_bins, frames), or (copies, n_bins, frames) for variants."""
+    return config.shape if variants is None else (int(variants.copies), *config.shape)
+
+
 def _extract_chunk(
-    task: tuple[list[int], list[str], dict[str, Any]],
+    task: tuple[list[int], list[str], list[str], dict[str, Any], dict[str, Any] | None],
 ) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
-    """Load a chunk of files and compute their features in one batched call.
+    """Load a chunk of files (and make their variants) and compute their features.
 
     Returns:
-        (indices that succeeded, features float16 of shape (n_ok, n_bins, frames),
+        (indices that succeeded, features float16 of shape (n_ok, *row shape),
         [(index, reason)] of files that failed).
     """
-    indices, paths, config_dict = task
+    indices, paths, names, config_dict, variants_dict = task
     config = FeatureConfig.from_dict(config_dict)
+    variants = VariantSpec.from_dict(variants_dict) if variants_dict else None
     ok, waves, errors = [], [], []
-    for i, path in zip(indices, paths):
+    for i, path, name in zip(indices, paths, names):
         try:
-            waves.append(load_audio(path, sr=config.sr, duration=config.duration,
-                                    pad_mode=config.pad_mode))
+            y = load_audio(path, sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
+            if variants is not None:
+                waves.extend(make_copies(y, sr=config.sr, filename=name, spec=variants))
+            else:
+                waves.append(y)
             ok.append(i)
         except AudioReadError as exc:
             errors.append((i, exc.reason))
         except Exception as exc:  # a decodable but unusable file: report it, named
             errors.append((i, f"{type(exc).__name__}: {exc}"))
+    shape = _row_shape(config, variants)
     if waves:
-        X = compute(np.stack(waves), config).astype(np.float16)  # (n_ok, n_bins, frames)
+        X = compute(np.stack(waves), config).astype(np.float16).reshape(len(ok), *shape)
     else:
-        X = np.zeros((0, *config.shape), dtype=np.float16)
+        X = np.zeros((0, *shape), dtype=np.float16)
     return ok, X, errors
 
 
-def _chunks(n: int, n_jobs: int) -> Iterator[range]:
+def _chunks(n_waves: int, n_jobs: int, per_clip: int = 1) -> Iterator[range]:
+    """Ranges of clip indices, ``per_clip`` waveforms each (copies of one clip stay together)."""
     # Several chunks per worker keep both the progress bar and the load balance smooth;
-    # 8-32 clips per chunk amortise the per-call overhead of the batched FFT.
-    size = int(np.clip(n // max(1, n_jobs * 4), 8, 32))
+    # 8-32 waveforms per chunk amortise the per-call overhead of the batched FFT.
+    size = max(1, int(np.clip(n_waves // max(1, n_jobs * 4), 8, 32)) // per_clip)
+    n = n_waves // per_clip
     for start in range(0, n, size):
         yield range(start, min(n, start + size))
 
@@ -184,6 +197,8 @@ def extract_features(
     n_jobs: int | None = None,
     progress: bool = True,
     on_error: str = "raise",
+    variants: VariantSpec | None = None,
+    filenames: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[int], dict[int, str]]:
     """Features of many files, computed in parallel worker processes.
 
@@ -195,9 +210,13 @@ def extract_features(
         progress: show a tqdm progress bar.
         on_error: ``"raise"`` (stop at the first unreadable file, naming it) or
             ``"skip"`` (leave it out and report it).
+        variants: compute the features of augmented copies of each clip instead of the
+            clip's own (see :mod:`esc50kit.variants`).
+        filenames: names seeding each clip's copies (default: the paths' file names).
 
     Returns:
-        (X float16 of shape (n_ok, n_bins, frames) in the order of ``paths``,
+        (X float16 of shape (n_ok, n_bins, frames), or (n_ok, copies, n_bins, frames)
+        with ``variants``, in the order of ``paths``,
         positions in ``paths`` of its rows, {position: reason} of the skipped files).
 
     Raises:
@@ -212,14 +231,21 @@ def extract_features(
     if n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs} must be >= 1 (or None for os.cpu_count())")
     cfg = config.to_dict()
-    tasks = [([*r], [str(paths[i]) for i in r], cfg) for r in _chunks(n, n_jobs)]
+    vdict = variants.to_dict() if variants is not None else None
+    names = [Path(p).name for p in paths] if filenames is None else [str(f) for f in filenames]
+    per_clip = 1 if variants is None else int(variants.copies)
+    tasks = [([*r], [str(paths[i]) for i in r], [names[i] for i in r], cfg, vdict)
+             for r in _chunks(n * per_clip, n_jobs * per_clip, per_clip)]
     n_jobs = min(n_jobs, len(tasks))
-    X = np.empty((n, *config.shape), dtype=np.float16)
+    X = np.empty((n, *_row_shape(config, variants)), dtype=np.float16)
     done = np.zeros(n, dtype=bool)
     errors: dict[int, str] = {}
     # Build the filterbank and import scipy once here, so forked workers inherit them.
     compute(np.zeros(config.n_samples, dtype=np.float32), config)
-    bar = tqdm(total=n, desc="features", unit="clip", disable=not progress, leave=False)
+    if variants is not None:
+        import librosa.effects  # noqa: F401  (imported once here; forked workers inherit it)
+    bar = tqdm(total=n, desc="features" if variants is None else f"variants x{per_clip}",
+               unit="clip", disable=not progress, leave=False)
     pool = None
     try:
         if n_jobs <= 1:
@@ -260,7 +286,8 @@ def _save(path: Path, X: np.ndarray, meta: dict[str, Any]) -> None:
         np.savez(fh, X=X, meta=meta_bytes)
 
 
-def _load(path: Path, *, config: FeatureConfig, filenames: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+def _load(path: Path, *, config: FeatureConfig, filenames: list[str],
+          variants: VariantSpec | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Read and verify a cache file. Raises ``ValueError`` (or an I/O error) if it is unusable."""
     with np.load(path, allow_pickle=False) as npz:
         meta = json.loads(npz["meta"].tobytes().decode())
@@ -273,16 +300,27 @@ def _load(path: Path, *, config: FeatureConfig, filenames: list[str]) -> tuple[n
         raise ValueError("configuration differs")
     if meta["filenames"] != filenames:
         raise ValueError("file list differs")
-    if X.shape != (len(meta["kept"]), *config.shape) or X.dtype != np.float16:
+    if meta.get("variants") != (variants.to_dict() if variants is not None else None):
+        raise ValueError("variant settings differ")
+    if X.shape != (len(meta["kept"]), *_row_shape(config, variants)) or X.dtype != np.float16:
         raise ValueError(f"array of shape {X.shape} and dtype {X.dtype} does not match")
     return X, meta
 
 
-def cache_path(df: pd.DataFrame, config: FeatureConfig, cache_dir: str | Path) -> Path:
-    """Cache file of a table and configuration: ``features-<config key>-<files hash>.npz``."""
+def cache_path(df: pd.DataFrame, config: FeatureConfig, cache_dir: str | Path,
+               variants: VariantSpec | None = None) -> Path:
+    """Cache file of a table and configuration: ``features-<config key>-<files hash>.npz``
+    (``variants-<config key>-<variant key>-<files hash>.npz`` for augmented variants)."""
     filenames, paths = _table_files(df)
-    digest = files_fingerprint(paths, filenames, library_versions(config))
-    return Path(cache_dir) / f"features-{config.key()}-{digest}.npz"
+    versions = library_versions(config)
+    if variants is not None:
+        import librosa  # pitch shift and time stretch come from librosa
+
+        versions["librosa"] = librosa.__version__
+    digest = files_fingerprint(paths, filenames, versions)
+    if variants is None:
+        return Path(cache_dir) / f"features-{config.key()}-{digest}.npz"
+    return Path(cache_dir) / f"variants-{config.key()}-{variants.key()}-{digest}.npz"
 
 
 def _table_files(df: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -307,6 +345,7 @@ def load_or_compute(
     n_jobs: int | None = None,
     progress: bool = True,
     on_error: str = "raise",
+    variants: VariantSpec | None = None,
 ) -> FeatureSet:
     """Features of every row of ``df``: read from the cache, or computed and cached.
 
@@ -321,6 +360,8 @@ def load_or_compute(
             it. ``"skip"``: unreadable files are left out of ``X`` and listed in
             ``skipped``; ``filenames`` then says which rows remain (see
             :meth:`FeatureSet.rows`).
+        variants: cache the features of augmented copies of each clip instead (see
+            :mod:`esc50kit.variants`); ``X`` then has shape (N, copies, n_bins, frames).
 
     Returns:
         FeatureSet: ``X`` float16 of shape (N, n_bins, frames), row-aligned with ``df``
@@ -333,10 +374,10 @@ def load_or_compute(
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
     filenames, paths = _table_files(df)
-    path = cache_path(df, config, cache_dir) if cache_dir is not None else None
+    path = cache_path(df, config, cache_dir, variants) if cache_dir is not None else None
     if path is not None and path.exists():
         try:
-            X, meta = _load(path, config=config, filenames=filenames)
+            X, meta = _load(path, config=config, filenames=filenames, variants=variants)
         except Exception as exc:  # truncated zip, bad checksum, foreign file, ...
             warnings.warn(f"feature cache {path} is unusable ({type(exc).__name__}: {exc}); "
                           "recomputing it", RuntimeWarning, stacklevel=2)
@@ -349,7 +390,8 @@ def load_or_compute(
                               config=config, path=path,
                               skipped=[filenames[s["row"]] for s in skipped])
     X, kept, errors = extract_features(paths, config, n_jobs=n_jobs, progress=progress,
-                                       on_error=on_error)
+                                       on_error=on_error, variants=variants,
+                                       filenames=filenames)
     skipped = [{"row": i, "file": filenames[i], "reason": r} for i, r in sorted(errors.items())]
     if skipped:
         warnings.warn(
@@ -361,6 +403,7 @@ def load_or_compute(
         meta = {
             "format": CACHE_FORMAT,
             "config": config.to_dict(),
+            "variants": variants.to_dict() if variants is not None else None,
             "filenames": filenames,
             "kept": kept,
             "skipped": skipped,

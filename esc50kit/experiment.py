@@ -1,9 +1,10 @@
 """Run a training mode end to end and write its run folder.
 
-metadata -> splits (each audited; a leak raises) -> cached features -> for every split:
-normaliser fitted on its training rows only, training with the checkpoint chosen on its
-validation fold, ONE scoring of its test fold with that checkpoint -> predictions and
-metrics -> the run folder below.
+metadata -> splits (each audited; a leak raises) -> cached features (and, when the
+profile asks for them, cached augmented variants of every clip) -> for every split:
+normaliser fitted on its training rows only, training on those rows (and their own
+variants) with the checkpoint chosen on its validation fold, ONE scoring of its test
+fold with that checkpoint -> predictions and metrics -> the run folder below.
 
 Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
 
@@ -56,6 +57,7 @@ from .models import ModelConfig, build_model, load_checkpoint_model
 from .profiles import Profile, get_profile
 from .splits import FoldSplit, assign_roles, audit, make_splits
 from .training import BEST, HISTORY, TrainConfig, fit, predict_proba
+from .variants import VariantSpec
 
 RUNS_DIRNAME = "runs"
 FEATURES_DIRNAME = "features"
@@ -140,7 +142,7 @@ def _audited_splits(df: pd.DataFrame, mode: str) -> list[FoldSplit]:
 
 
 def _run_one_split(
-    split: FoldSplit, *, df: pd.DataFrame, X: np.ndarray, names: list[str],
+    split: FoldSplit, *, df: pd.DataFrame, X: np.ndarray, V: np.ndarray | None, names: list[str],
     model_config: ModelConfig, train_config: TrainConfig, features: FeatureConfig,
     split_dir: Path, seed: int, progress: bool,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -153,9 +155,12 @@ def _run_one_split(
     norm = Normalizer.fit(X[train])
     norm.save(split_dir / "normalizer.json")
     y = df["label"].to_numpy()
+    X_train = X[train]
+    if V is not None:  # (n_train, 1 + copies, n_bins, frames): each clip and its own variants
+        X_train = np.concatenate([X_train[:, None], V[train]], axis=1)
     torch.manual_seed(seed)  # the same initial weights for a given seed
     model = build_model(model_config)
-    result = fit(model, norm.transform(X[train]), y[train], norm.transform(X[val]), y[val],
+    result = fit(model, norm.transform(X_train), y[train], norm.transform(X[val]), y[val],
                  config=train_config, out_dir=split_dir, seed=seed, progress=progress,
                  desc=split.name, checkpoint_meta={"features": features.to_dict()})
     # `model` now holds the checkpoint chosen on the validation fold; the test fold is
@@ -321,6 +326,14 @@ def run_experiment(
     fs = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
                          progress=progress)
     X = fs.X  # (N, n_bins, frames), float16, row-aligned with df
+    V = None
+    if prof.training.variants:
+        # (N, copies, n_bins, frames): augmented copies of every clip, kept in the clip's
+        # own row; a split trains on the variants of its training rows only.
+        spec = VariantSpec(copies=prof.training.variants,
+                           transforms=prof.training.variant_transforms, seed=seed)
+        V = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
+                            progress=progress, variants=spec).X
     features_s = time.perf_counter() - t_feat
 
     all_metrics, all_pred = [], []
@@ -331,7 +344,7 @@ def run_experiment(
             pred = pd.read_csv(split_dir / "predictions.csv")
         else:
             metrics, pred = _run_one_split(
-                split, df=df, X=X, names=names, model_config=model_config,
+                split, df=df, X=X, V=V, names=names, model_config=model_config,
                 train_config=prof.training, features=prof.features, split_dir=split_dir,
                 seed=seed, progress=progress)
         if progress:

@@ -154,7 +154,7 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
         known = {f.name for f in fields(_SECTIONS[section])}
         if name not in known:
             raise ValueError(f"override {key!r}: {section} has no field {name!r}; known: {sorted(known)}")
-        if name in ("resize", "trainable") and isinstance(value, list):
+        if name in ("resize", "trainable", "variant_transforms") and isinstance(value, list):
             value = tuple(value)
         changes[section][name] = value
     return replace(

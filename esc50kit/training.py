@@ -70,6 +70,11 @@ class TrainConfig:
             only), ``"bf16"``, ``"fp16"`` or ``"off"``.
         device: ``"auto"`` (CUDA, then Apple MPS, then CPU) or a torch device string.
         grad_clip: clip the gradient norm to this value (None: no clipping).
+        variants: waveform-augmented copies of each clip made once, before training
+            (0: none); every epoch each training clip is drawn as itself or one of its
+            copies (see :mod:`esc50kit.variants`).
+        variant_transforms: what makes those copies, names from
+            :data:`esc50kit.augment.RANDOM_TRANSFORMS`.
     """
 
     epochs: int = 60
@@ -91,8 +96,13 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     grad_clip: float | None = None
+    variants: int = 0
+    variant_transforms: tuple[str, ...] = ("pitch_shift", "time_stretch", "gain")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "variant_transforms", tuple(self.variant_transforms))
+        if self.variants < 0:
+            raise ValueError(f"variants={self.variants} must be >= 0 (0 turns them off)")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
@@ -378,7 +388,8 @@ def fit(
     Args:
         model: any module mapping (batch, 1, n_bins, frames) to (batch, n_classes).
         X_train: shape (N, n_bins, frames), features normalised with statistics of the
-            training rows only.
+            training rows only; or (N, V, n_bins, frames): V versions of every clip
+            (itself and its augmented variants), one drawn at random per clip and epoch.
         y_train: shape (N,), integer labels 0..n_classes-1.
         X_val, y_val: the validation fold, same layout (any number of frames).
         config: optimiser, schedule, augmentation and stopping settings.
@@ -425,8 +436,13 @@ def fit(
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, config.epochs * steps)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if Xtr.dim() not in (3, 4):
+        raise ValueError(f"X_train must have shape (N, n_bins, frames) or (N, V, n_bins, frames), "
+                         f"got {tuple(Xtr.shape)}")
+    n_versions = Xtr.shape[1] if Xtr.dim() == 4 else 1
     shuffle_gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator().manual_seed(seed + 1)  # CPU: esc50kit.augment draws there
+    variant_gen = torch.Generator().manual_seed(seed + 2)
 
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict[str, float]] = []
@@ -448,6 +464,8 @@ def fit(
         scaler.load_state_dict(ckpt["scaler"])
         shuffle_gen.set_state(ckpt["rng"]["shuffle"])
         aug_gen.set_state(ckpt["rng"]["augment"])
+        if ckpt["rng"].get("variant") is not None:
+            variant_gen.set_state(ckpt["rng"]["variant"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
@@ -476,8 +494,13 @@ def fit(
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for idx in _batches(len(Xtr), config.batch_size, shuffle_gen):
+                if n_versions > 1:  # one version of each clip: itself or a variant
+                    pick = torch.randint(0, n_versions, (len(idx),), generator=variant_gen)
+                    xsel = Xtr[idx.to(device), pick.to(device)]
+                else:
+                    xsel = Xtr[idx.to(device)]
                 idx = idx.to(device)
-                xb, target = augment_batch(Xtr[idx], ytr[idx], n_classes=n_classes,
+                xb, target = augment_batch(xsel, ytr[idx], n_classes=n_classes,
                                            config=config, generator=aug_gen)
                 if device.type == "cuda":
                     xb = xb.contiguous(memory_format=torch.channels_last)
@@ -524,6 +547,7 @@ def fit(
                     **meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                     "rng": {"shuffle": shuffle_gen.get_state(), "augment": aug_gen.get_state(),
+                            "variant": variant_gen.get_state(),
                             "torch": torch.get_rng_state(),
                             "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
                     "history": history, "best": best, "bad_epochs": bad_epochs,

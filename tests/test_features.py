@@ -247,3 +247,37 @@ def test_normaliser_transform_and_save_load(tmp_path):
     with pytest.raises(ValueError, match="16"):
         norm.transform(np.zeros((2, 8, 30)))
     assert len(norm.to_dict()["mean"]) == 16 and norm.to_dict()["n_fit"] == 20
+
+
+# ---------------------------------------------------------------- augmented variants
+
+
+def test_variants_are_cached_per_spec_and_depend_only_on_their_clip(synthetic_root, tmp_path):
+    from esc50kit.variants import VariantSpec
+
+    df = load_metadata(synthetic_root).head(6)
+    spec = VariantSpec(copies=2, transforms=("gain", "time_shift"), seed=3)
+    v = load_or_compute(df, SMALL, cache_dir=tmp_path, progress=False, variants=spec)
+    assert v.X.shape == (6, 2, *SMALL.shape) and v.X.dtype == np.float16
+    assert v.path.name.startswith("variants-")
+    orig = load_or_compute(df, SMALL, cache_dir=tmp_path, progress=False)
+    assert orig.path != v.path
+    # the copies are new versions of each clip, not the clip itself, nor each other
+    assert not np.array_equal(v.X[:, 0], orig.X) and not np.array_equal(v.X[:, 0], v.X[:, 1])
+    # a clip's copies depend on the spec's seed and its own name, not on the other rows
+    alone = load_or_compute(df.iloc[[4, 2]], SMALL, cache_dir=None, progress=False, variants=spec)
+    np.testing.assert_array_equal(alone.X, v.X[[4, 2]])
+    # read back from the cache; another spec is another file
+    assert load_or_compute(df, SMALL, cache_dir=tmp_path, progress=False, variants=spec).path == v.path
+    other = load_or_compute(df, SMALL, cache_dir=tmp_path, progress=False,
+                            variants=VariantSpec(copies=2, transforms=("gain", "time_shift"), seed=4))
+    assert other.path != v.path and not np.array_equal(other.X, v.X)
+
+
+def test_variant_spec_rejects_unknown_transforms():
+    from esc50kit.variants import VariantSpec
+
+    with pytest.raises(ValueError, match="reverse"):
+        VariantSpec(transforms=("reverse",))
+    with pytest.raises(ValueError, match="copies"):
+        VariantSpec(copies=0)

@@ -62,8 +62,12 @@ def test_tiny_batch_can_be_overfitted():
     assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0] / 3
 
 
-def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("versions", [1, 3])
+def test_stop_and_resume_equals_uninterrupted_run(tmp_path, versions):
     X, y = _toy()
+    if versions > 1:  # each clip and two noisy variants: the variant draws must resume too
+        noise = np.random.default_rng(5).normal(scale=0.3, size=(len(X), versions - 1, *X.shape[1:]))
+        X = np.concatenate([X[:, None], X[:, None] + noise.astype(np.float32)], axis=1)
     Xv, yv = _toy(n=8, seed=1)
     # augmentation on, so the generator states in the checkpoint matter
     cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, device="cpu", mixup_alpha=0.4,
@@ -90,6 +94,57 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path):
     ha = pd.read_csv(tmp_path / "full" / HISTORY).drop(columns="seconds")
     hb = pd.read_csv(tmp_path / "cut" / HISTORY).drop(columns="seconds")
     pd.testing.assert_frame_equal(ha, hb)
+
+
+def test_identical_variants_train_exactly_like_the_clips_alone():
+    """Variant draws use their own generator: they change nothing else in the run."""
+    X, y = _toy()
+    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu", mixup_alpha=0.4, freq_masks=1,
+                      freq_width=3, time_masks=1, time_width=4)
+    plain, with_copies = _model(), _model()
+    fit(plain, X, y, X[:8], y[:8], config=cfg, seed=3, progress=False)
+    X4 = np.repeat(X[:, None], 3, axis=1)  # (N, 3, bins, frames), all three the same
+    fit(with_copies, X4, y, X[:8], y[:8], config=cfg, seed=3, progress=False)
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, with_copies.state_dict()[k]), k
+
+
+def test_variants_of_training_rows_only_reach_training(synthetic_root, tmp_path, monkeypatch):
+    """With variants on, each split trains on its training rows' own copies and nothing else."""
+    import esc50kit.experiment as experiment
+    from esc50kit.cache import load_or_compute
+    from esc50kit.data import load_metadata
+    from esc50kit.features import Normalizer
+    from esc50kit.profiles import get_profile
+    from esc50kit.splits import assign_roles
+    from esc50kit.variants import VariantSpec
+
+    seen = []
+    real_fit = experiment.fit
+
+    def spy(model, X_train, y_train, X_val, y_val, **kw):
+        seen.append((kw["out_dir"].name, np.asarray(X_train), np.asarray(y_train)))
+        return real_fit(model, X_train, y_train, X_val, y_val, **kw)
+
+    monkeypatch.setattr(experiment, "fit", spy)
+    over = {"training.epochs": 1, "training.variants": 2, "training.variant_transforms": ["gain"]}
+    art = tmp_path / "art"
+    run = run_experiment(synthetic_root, artifacts_dir=art, mode="final", profile="tiny",
+                         overrides=over, run_name="v", progress=False)
+    prof = get_profile("tiny", over)
+    df = load_metadata(synthetic_root)
+    X = load_or_compute(df, prof.features, cache_dir=art / "features", progress=False).X
+    V = load_or_compute(df, prof.features, cache_dir=art / "features", progress=False,
+                        variants=VariantSpec(copies=2, transforms=("gain",), seed=0)).X
+    (name, X_train, y_train), = seen
+    split = next(s for s in make_splits("final", (1, 2, 3, 4, 5)) if s.name == name)
+    train = np.flatnonzero((assign_roles(df, split) == "train").to_numpy())
+    assert set(df["fold"].iloc[train]) == set(split.train_folds)
+    norm = Normalizer.load(run.run_dir / name / "normalizer.json")
+    expected = norm.transform(np.concatenate([X[train][:, None], V[train]], axis=1))
+    assert X_train.shape == (len(train), 3, *prof.features.shape)
+    np.testing.assert_allclose(X_train, expected, atol=1e-6)
+    np.testing.assert_array_equal(y_train, df["label"].to_numpy()[train])
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
