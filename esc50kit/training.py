@@ -75,6 +75,9 @@ class TrainConfig:
             copies (see :mod:`esc50kit.variants`).
         variant_transforms: what makes those copies, names from
             :data:`esc50kit.augment.RANDOM_TRANSFORMS`.
+        ema: decay per step of an exponential moving average of the weights (e.g.
+            0.99), or None. With it, the AVERAGED weights are scored on the validation
+            fold, chosen and saved: they move less from epoch to epoch than the raw ones.
     """
 
     epochs: int = 60
@@ -98,8 +101,11 @@ class TrainConfig:
     grad_clip: float | None = None
     variants: int = 0
     variant_transforms: tuple[str, ...] = ("pitch_shift", "time_stretch", "gain")
+    ema: float | None = None
 
     def __post_init__(self) -> None:
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema={self.ema} must be a decay in (0, 1), e.g. 0.99, or None")
         object.__setattr__(self, "variant_transforms", tuple(self.variant_transforms))
         if self.variants < 0:
             raise ValueError(f"variants={self.variants} must be >= 0 (0 turns them off)")
@@ -354,6 +360,21 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs) -> tu
 # ---------------------------------------------------------------- the loop
 
 
+@torch.no_grad()
+def ema_update(ema_model: nn.Module, model: nn.Module, *, decay: float, step: int) -> None:
+    """Move ``ema_model`` towards ``model``: ``ema = d * ema + (1 - d) * weights``.
+
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))``, so the first steps
+    are not tied to the random initial weights. Batch-norm statistics are copied.
+    """
+    d = min(decay, (1 + step) / (10 + step))
+    ema_p = [p for p in ema_model.parameters()]
+    src_p = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+    for b_ema, b in zip(ema_model.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
 def _model_config(model: nn.Module) -> dict[str, Any] | None:
     cfg = getattr(model, "config", None)
     return cfg.to_dict() if hasattr(cfg, "to_dict") else None
@@ -433,6 +454,9 @@ def fit(
     yva = torch.as_tensor(y_val, dtype=torch.long)
 
     steps = _steps_per_epoch(len(Xtr), config.batch_size)
+    # with config.ema, `scored` is the weight average: it is validated, chosen and saved
+    ema_model = copy.deepcopy(model) if config.ema is not None else None
+    scored = ema_model if ema_model is not None else model
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, config.epochs * steps)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -459,6 +483,8 @@ def fit(
                 "resume=False / a new folder to start over"
             )
         model.load_state_dict(ckpt["model"])
+        if ema_model is not None:
+            ema_model.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -515,13 +541,16 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if ema_model is not None:
+                    ema_update(ema_model, model, decay=config.ema,
+                               step=scheduler.last_epoch)
                 loss_sum += loss.item() * len(idx)
                 correct += (logits.argmax(1) == target.argmax(1)).sum().item()
                 seen += len(idx)
             train_time = time.perf_counter() - t0
             train_seconds += train_time
             samples_seen += seen
-            val_loss, val_acc = evaluate(model, Xva, yva, batch_size=config.eval_batch_size,
+            val_loss, val_acc = evaluate(scored, Xva, yva, batch_size=config.eval_batch_size,
                                          device=device, amp=config.amp)
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                    "val_loss": val_loss, "val_acc": val_acc,
@@ -533,7 +562,7 @@ def fit(
             if improved:
                 best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
                 bad_epochs = 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(scored.state_dict())
             else:
                 bad_epochs += 1
             stopped_early = config.patience is not None and bad_epochs >= config.patience
@@ -544,7 +573,9 @@ def fit(
                 if improved:
                     atomic_save({**meta, "model": best_state, **best}, out / BEST)
                 atomic_save({
-                    **meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    **meta, "model": model.state_dict(),
+                    "ema": ema_model.state_dict() if ema_model is not None else None,
+                    "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                     "rng": {"shuffle": shuffle_gen.get_state(), "augment": aug_gen.get_state(),
                             "variant": variant_gen.get_state(),

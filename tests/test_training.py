@@ -62,8 +62,8 @@ def test_tiny_batch_can_be_overfitted():
     assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0] / 3
 
 
-@pytest.mark.parametrize("versions", [1, 3])
-def test_stop_and_resume_equals_uninterrupted_run(tmp_path, versions):
+@pytest.mark.parametrize("versions, ema", [(1, None), (3, None), (1, 0.9)])
+def test_stop_and_resume_equals_uninterrupted_run(tmp_path, versions, ema):
     X, y = _toy()
     if versions > 1:  # each clip and two noisy variants: the variant draws must resume too
         noise = np.random.default_rng(5).normal(scale=0.3, size=(len(X), versions - 1, *X.shape[1:]))
@@ -71,7 +71,8 @@ def test_stop_and_resume_equals_uninterrupted_run(tmp_path, versions):
     Xv, yv = _toy(n=8, seed=1)
     # augmentation on, so the generator states in the checkpoint matter
     cfg = TrainConfig(epochs=3, batch_size=8, lr=3e-3, device="cpu", mixup_alpha=0.4,
-                      freq_masks=1, freq_width=3, time_masks=1, time_width=4, crop_frames=20)
+                      freq_masks=1, freq_width=3, time_masks=1, time_width=4, crop_frames=20,
+                      ema=ema)
     full = _model()
     fit(full, X, y, Xv, yv, config=cfg, out_dir=tmp_path / "full", seed=7, progress=False)
 
@@ -145,6 +146,29 @@ def test_variants_of_training_rows_only_reach_training(synthetic_root, tmp_path,
     assert X_train.shape == (len(train), 3, *prof.features.shape)
     np.testing.assert_allclose(X_train, expected, atol=1e-6)
     np.testing.assert_array_equal(y_train, df["label"].to_numpy()[train])
+
+
+def test_ema_averages_the_weights_and_is_what_gets_chosen(tmp_path):
+    from esc50kit.training import ema_update
+
+    a, b = _model(seed=0), _model(seed=1)
+    before = [p.clone() for p in a.parameters()]
+    ema_update(a, b, decay=0.9, step=10**6)  # past the ramp: exactly 0.9 / 0.1
+    for p0, pa, pb in zip(before, a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, 0.9 * p0 + 0.1 * pb)
+    # in fit, the checkpoint holds the averaged weights, scored on the validation rows
+    X, y = _toy()
+    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu", ema=0.9, **NO_AUGMENT)
+    model = _model()
+    result = fit(model, X, y, X[:8], y[:8], config=cfg, out_dir=tmp_path, progress=False)
+    last = torch.load(tmp_path / LAST, weights_only=False)
+    best = torch.load(tmp_path / BEST, weights_only=False)
+    if result.best_epoch == 2:
+        for k, v in last["ema"].items():
+            assert torch.equal(best["model"][k], v), k
+    assert any(not torch.equal(last["ema"][k], last["model"][k]) for k in last["model"])
+    _, acc = evaluate(model, X[:8], y[:8])
+    assert acc == pytest.approx(result.best_val_acc)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
