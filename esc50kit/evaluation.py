@@ -163,6 +163,41 @@ def split_scores(pred: pd.DataFrame, *, by: str = "split", role: str | None = "t
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(by)
 
 
+def average_predictions(tables: Sequence[pd.DataFrame], *,
+                        keys: Sequence[str] = ("split", "role", "filename")) -> pd.DataFrame:
+    """An ensemble: the mean class probabilities of several predictions tables.
+
+    The tables must score the same clips (the same ``keys`` rows, in any order), e.g.
+    the same split of runs that differ only in their seed. Each model was chosen on the
+    validation fold on its own; averaging chooses nothing, so the test rows stay clean.
+
+    Returns:
+        pd.DataFrame: the first table's rows, with averaged ``prob_*`` columns and
+        ``pred_label`` / ``pred_class`` recomputed from them.
+    """
+    if not tables:
+        raise ValueError("no predictions tables to average")
+    base = tables[0].reset_index(drop=True)
+    keys = [k for k in keys if k in base.columns]
+    names = class_names_of(base)
+    cols = [f"{PROB_PREFIX}{c}" for c in names]
+    index = pd.MultiIndex.from_frame(base[keys])
+    total = base[cols].to_numpy(dtype=np.float64).copy()
+    for i, t in enumerate(tables[1:], start=2):
+        if class_names_of(t) != names or len(t) != len(base):
+            raise ValueError(f"predictions table {i} scores other classes or another number of clips")
+        other = t.set_index(keys).reindex(index)
+        if other[cols].isna().any().any():
+            raise ValueError(f"predictions table {i} lacks some clips of the first table")
+        total += other[cols].to_numpy(dtype=np.float64)
+    probs = total / len(tables)
+    out = base.copy()
+    out[cols] = probs
+    out["pred_label"] = probs.argmax(axis=1)
+    out["pred_class"] = np.asarray(names, dtype=object)[out["pred_label"].to_numpy()]
+    return out
+
+
 def mean_std(values: Sequence[float]) -> dict[str, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value) over folds."""
     v = np.asarray(values, dtype=float)

@@ -122,3 +122,20 @@ def test_plots_draw_on_given_axes(pred):
     plots.plot_comparison(evaluation.comparison_table(0.9, dataset="ESC-10"), ax)
     plots.plot_fold_scores(evaluation.split_scores(pred, by="fold"), ax)
     plt.close(fig)
+
+
+def test_average_predictions_is_the_mean_of_probabilities_matched_by_clip():
+    from esc50kit.evaluation import average_predictions, predictions_frame
+
+    rows = pd.DataFrame({"filename": ["a.wav", "b.wav", "c.wav"], "fold": [1, 1, 2],
+                         "label": [0, 1, 1]})
+    p1 = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    p2 = np.array([[0.7, 0.3], [0.1, 0.9], [0.3, 0.7]])
+    t1 = predictions_frame(rows, p1, ["x", "y"], role="test").assign(split="s")
+    t2 = predictions_frame(rows, p2, ["x", "y"], role="test").assign(split="s")
+    ens = average_predictions([t1, t2.iloc[::-1]])  # matched by clip, not by position
+    np.testing.assert_allclose(ens[["prob_x", "prob_y"]].to_numpy(), (p1 + p2) / 2)
+    assert ens["pred_label"].tolist() == [0, 1, 1]  # b: 0.35 / 0.65 -> y
+    assert ens["pred_class"].tolist() == ["x", "y", "y"]
+    with pytest.raises(ValueError, match="lacks some clips"):
+        average_predictions([t1, t2.assign(filename=["a.wav", "b.wav", "z.wav"])])
