@@ -168,6 +168,11 @@ def _run_one_split(
     scored = np.concatenate([val, test])
     probs = predict_proba(model, norm.transform(X[scored]),
                           batch_size=train_config.eval_batch_size, amp=train_config.amp)
+    if V is not None and train_config.tta:  # the mean over each clip and its own variants
+        for k in range(V.shape[1]):
+            probs += predict_proba(model, norm.transform(V[scored, k]),
+                                   batch_size=train_config.eval_batch_size, amp=train_config.amp)
+        probs /= 1 + V.shape[1]
     pred = evaluation.predictions_frame(df.iloc[scored], probs, names,
                                         role=["val"] * len(val) + ["test"] * len(test))
     atomic_write_csv(pred, split_dir / "predictions.csv")

@@ -75,6 +75,8 @@ class TrainConfig:
             copies (see :mod:`esc50kit.variants`).
         variant_transforms: what makes those copies, names from
             :data:`esc50kit.augment.RANDOM_TRANSFORMS`.
+        tta: score validation and test clips (after training) by the mean probabilities
+            of the clip and its variants (test-time augmentation; needs ``variants``).
         ema: decay per step of an exponential moving average of the weights (e.g.
             0.99), or None. With it, the AVERAGED weights are scored on the validation
             fold, chosen and saved: they move less from epoch to epoch than the raw ones.
@@ -102,8 +104,11 @@ class TrainConfig:
     variants: int = 0
     variant_transforms: tuple[str, ...] = ("pitch_shift", "time_stretch", "gain")
     ema: float | None = None
+    tta: bool = False
 
     def __post_init__(self) -> None:
+        if self.tta and not self.variants:
+            raise ValueError("tta=True averages over a clip's variants: set variants >= 1 too")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema={self.ema} must be a decay in (0, 1), e.g. 0.99, or None")
         object.__setattr__(self, "variant_transforms", tuple(self.variant_transforms))

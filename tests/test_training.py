@@ -111,7 +111,8 @@ def test_identical_variants_train_exactly_like_the_clips_alone():
 
 
 def test_variants_of_training_rows_only_reach_training(synthetic_root, tmp_path, monkeypatch):
-    """With variants on, each split trains on its training rows' own copies and nothing else."""
+    """With variants on, each split trains on its training rows' own copies and nothing
+    else; with tta, a scored clip's probabilities are the mean over it and its copies."""
     import esc50kit.experiment as experiment
     from esc50kit.cache import load_or_compute
     from esc50kit.data import load_metadata
@@ -128,7 +129,8 @@ def test_variants_of_training_rows_only_reach_training(synthetic_root, tmp_path,
         return real_fit(model, X_train, y_train, X_val, y_val, **kw)
 
     monkeypatch.setattr(experiment, "fit", spy)
-    over = {"training.epochs": 1, "training.variants": 2, "training.variant_transforms": ["gain"]}
+    over = {"training.epochs": 1, "training.variants": 2, "training.variant_transforms": ["gain"],
+            "training.tta": True}
     art = tmp_path / "art"
     run = run_experiment(synthetic_root, artifacts_dir=art, mode="final", profile="tiny",
                          overrides=over, run_name="v", progress=False)
@@ -146,6 +148,16 @@ def test_variants_of_training_rows_only_reach_training(synthetic_root, tmp_path,
     assert X_train.shape == (len(train), 3, *prof.features.shape)
     np.testing.assert_allclose(X_train, expected, atol=1e-6)
     np.testing.assert_array_equal(y_train, df["label"].to_numpy()[train])
+    # test-time averaging over the scored clip and its own copies
+    from esc50kit.training import predict_proba
+
+    model, _ = load_checkpoint_model(run.run_dir / name / BEST)
+    pred = pd.read_csv(run.run_dir / name / "predictions.csv")
+    rows = df.reset_index(drop=True).reset_index().set_index("filename").loc[pred["filename"], "index"]
+    versions = [X[rows]] + [V[rows, k] for k in range(2)]
+    expected = np.mean([predict_proba(model, norm.transform(v)) for v in versions], axis=0)
+    probs = pred[[c for c in pred.columns if c.startswith("prob_")]].to_numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
 
 
 def test_ema_averages_the_weights_and_is_what_gets_chosen(tmp_path):
