@@ -84,6 +84,39 @@ def _plain_loop(paths: list[str], *, one_thread: bool) -> dict:
     return {"seconds": seconds, "cpu": cpu, "first": first, "steady": steady, "shape": S.shape}
 
 
+def _stage_costs(paths: list[str], config) -> dict:
+    """Single-thread milliseconds per clip of each stage of esc50kit's extraction (best of 3).
+
+    Reading (libsndfile), resampling to ``config.sr`` with soxr HQ (the call librosa.load
+    makes too), and the features of the resampled clip. Their sum bounds what any
+    number of workers can reach: clips/s <= workers * 1000 / sum.
+    """
+    import numpy as np
+    import soundfile as sf
+    from threadpoolctl import threadpool_limits
+
+    from esc50kit.audio import fix_length, resample
+    from esc50kit.features import compute
+
+    def best_ms(fn, items):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = [fn(x) for x in items]
+            best = min(best, (time.perf_counter() - t0) / len(items) * 1000)
+        return best, out
+
+    with threadpool_limits(1):
+        read_ms, raw = best_ms(lambda p: sf.read(p, dtype="int16", always_2d=True), paths)
+        mono = [np.ascontiguousarray(d[:, 0] if d.shape[1] == 1 else d.mean(axis=1)).astype(np.float32)
+                / 32768 for d, _ in raw]
+        rates = {sr for _, sr in raw}
+        res_ms, waves = best_ms(lambda y: resample(y, orig_sr=raw[0][1], target_sr=config.sr), mono)
+        waves = [fix_length(w, size=config.n_samples) for w in waves]
+        feat_ms, _ = best_ms(lambda y: compute(y, config), waves)
+    return {"read": read_ms, "resample": res_ms, "features": feat_ms, "rates": sorted(rates)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
@@ -144,6 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU time per clip, plain loop (1 thread) / esc50kit  : "
           f"{plain1['cpu'] / warm['cpu']:5.1f}x")
     print(f"full ESC-50 (2000 clips) at the esc50kit first-run rate: {2000 / ours_whole:.1f} s")
+
+    # 4. Where the time goes: the single-thread cost of each stage bounds any speed-up.
+    stages = _stage_costs(paths[: min(n, 100)], config)
+    floor = stages["read"] + stages["resample"] + stages["features"]
+    workers = args.n_jobs or len(os.sched_getaffinity(0))
+    plain_ms = 1000 / plain["steady"]
+    print(f"stage costs, 1 thread, ms/clip (source rates {stages['rates']} Hz): read "
+          f"{stages['read']:.2f}, soxr HQ resample {stages['resample']:.2f}, features "
+          f"{stages['features']:.2f}; sum {floor:.2f} (plain loop {plain_ms:.2f})")
+    print(f"ceiling with {workers} workers and no overhead: {workers * 1000 / floor:.0f} clips/s "
+          f"= {workers * plain_ms / floor:.1f}x the plain loop's steady rate; with free "
+          f"features (read + resample only): {workers * plain_ms / (floor - stages['features']):.1f}x")
     print(f"peak memory at the end: main process {_peak_mb(resource.RUSAGE_SELF):.0f} MiB, "
           f"largest worker {_peak_mb(resource.RUSAGE_CHILDREN):.0f} MiB; "
           f"load average at end {os.getloadavg()[0]:.2f}")
