@@ -28,7 +28,7 @@ import numpy as np
 from .audio import PAD_MODES, load_audio, n_samples
 from .fileio import atomic_write_text
 
-KINDS = ("logmel", "mfcc")
+KINDS = ("logmel", "mfcc", "waveform")
 # Bump when the numbers this module computes change for the same configuration, so
 # caches written by an older version are never reused.
 FEATURE_VERSION = 1
@@ -48,7 +48,9 @@ class FeatureConfig:
         fmin: lowest mel band edge, Hz.
         fmax: highest mel band edge, Hz (``None``: ``sr / 2``).
         floor_db: dB floor relative to full scale; silence reads this finite value.
-        kind: ``"logmel"`` or ``"mfcc"``.
+        kind: ``"logmel"``, ``"mfcc"`` or ``"waveform"`` (the resampled clip itself as
+            one row, shape (1, samples), for raw-waveform models; the spectral fields
+            are then unused).
         n_mfcc: coefficients kept when ``kind="mfcc"``.
         resize: optional ``(height, width)`` to resize the feature image to with OpenCV
             (e.g. ``(128, 128)``); ``None`` keeps ``(n_bins, frames)``.
@@ -88,6 +90,8 @@ class FeatureConfig:
             raise ValueError(f"n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels}")
         if self.resize is not None and (len(self.resize) != 2 or min(self.resize) <= 0):
             raise ValueError(f"resize={self.resize} must be None or (height, width) > 0")
+        if self.resize is not None and self.kind == "waveform":
+            raise ValueError("resize applies to spectrogram images, not to kind='waveform'")
 
     @property
     def fmax_hz(self) -> float:
@@ -104,6 +108,8 @@ class FeatureConfig:
         """``(n_bins, frames)`` of the features of one full clip (after ``resize``)."""
         if self.resize is not None:
             return (self.resize[0], self.resize[1])
+        if self.kind == "waveform":
+            return (1, self.n_samples)
         n_bins = self.n_mels if self.kind == "logmel" else self.n_mfcc
         # centred frames (librosa's default): one every hop, the first centred on sample 0
         return (n_bins, 1 + self.n_samples // self.hop_length)
@@ -333,11 +339,14 @@ def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
     Returns:
         np.ndarray, shape (n_bins, frames) or (batch, n_bins, frames), float32;
-        ``config.shape`` for a clip of ``config.n_samples`` samples.
+        ``config.shape`` for a clip of ``config.n_samples`` samples (``kind="waveform"``:
+        (1, samples), the waveform itself).
     """
     common = dict(sr=config.sr, n_fft=config.n_fft, hop_length=config.hop_length,
                   n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax_hz,
                   floor_db=config.floor_db)
+    if config.kind == "waveform":  # (..., samples) -> (..., 1, samples)
+        return np.asarray(y, dtype=np.float32)[..., None, :]
     if config.kind == "logmel":
         x = log_mel(y, **common)
     else:

@@ -15,6 +15,12 @@ Architectures (``ModelConfig.arch``):
 * ``resnet18``: the default, trained from scratch; ``width=64`` is torchvision's
   ResNet18 (about 11.2 M parameters with 50 classes), ``width=32`` the half-width
   variant (about 2.8 M), any other base width works too.
+* ``wavecnn``: a raw-waveform comparison, not a ResNet: the M5 1-D CNN of Dai et al.
+  (2017, "Very deep convolutional neural networks for raw waveforms"), four
+  convolutions (an 80-sample first filter with stride 4, then 3-tap ones) with batch
+  norm and 4x max-pooling, global average pooling and a linear layer; ``width`` is the
+  channel count of its first stage (M5 uses 128). Input ``(batch, 1, 1, samples)``: the
+  features of ``FeatureConfig(kind="waveform")``.
 * ``resnet50``: transfer learning. With ``pretrained=True`` the ImageNet weights come
   through torchvision's weights API (or from ``weights_path``); the RGB kernels of the
   first convolution are summed into one channel, and every stage except the last ones
@@ -31,7 +37,7 @@ from torch import nn
 from torchvision.models import ResNet, ResNet50_Weights, resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
-ARCHS = ("resnet18", "resnet50")
+ARCHS = ("resnet18", "resnet50", "wavecnn")
 # Top-level children of a torchvision ResNet, input side first; ``trainable`` names a suffix.
 STAGES = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 
@@ -45,11 +51,12 @@ class ModelConfig:
     """Which network to build; stored in every checkpoint so a model can be rebuilt.
 
     Attributes:
-        arch: ``"resnet18"`` or ``"resnet50"``.
+        arch: ``"resnet18"``, ``"resnet50"`` or ``"wavecnn"``.
         n_classes: size of the output layer.
         in_channels: channels of the input spectrogram (1 for log-mel).
         width: base width (channels of the first stage) of ``resnet18``; 64 is
-            torchvision's ResNet18, 32 the half-width variant. Ignored by ``resnet50``.
+            torchvision's ResNet18, 32 the half-width variant. For ``wavecnn``, the
+            channels of its first convolution. Ignored by ``resnet50``.
         pretrained: load ImageNet weights (``resnet50`` only).
         weights_path: a local ``state_dict`` file to use instead of downloading.
         trainable: stages left trainable when ``pretrained``; earlier ones are frozen.
@@ -212,7 +219,47 @@ class AudioResNet(nn.Module):
         return self
 
 
-def build_model(config: ModelConfig, *, load_weights: bool = True) -> AudioResNet:
+class WaveCNN(nn.Module):
+    """M5 (Dai et al., 2017): a 1-D CNN on raw waveforms of any length.
+
+    Channels ``width, width, 2 * width, 4 * width``; each convolution is followed by batch
+    norm, ReLU and 4x max-pooling, so a 5 s clip at 16 kHz (80000 samples) is 78 steps
+    long after the last stage; global average pooling then makes the length free.
+
+    Attributes:
+        config: the :class:`ModelConfig` it was built from.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        chans = [config.in_channels, w, w, 2 * w, 4 * w]
+        layers: list[nn.Module] = []
+        for i in range(4):
+            k, stride = (80, 4) if i == 0 else (3, 1)
+            layers += [nn.Conv1d(chans[i], chans[i + 1], k, stride=stride, padding=k // 2,
+                                 bias=False),
+                       nn.BatchNorm1d(chans[i + 1]), nn.ReLU(inplace=True), nn.MaxPool1d(4)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(4 * w, config.n_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x, shape (batch, in_channels, 1, samples). Returns logits (batch, n_classes)."""
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels or x.shape[2] != 1:
+            raise ValueError(
+                f"wavecnn expects waveforms of shape (batch, {self.config.in_channels}, 1, "
+                f"samples) (FeatureConfig(kind='waveform')), got {tuple(x.shape)}"
+            )
+        h = self.features(x[:, :, 0, :])  # (batch, 4 * width, steps)
+        return self.fc(self.pool(h).flatten(1))
+
+
+def build_model(config: ModelConfig, *, load_weights: bool = True) -> nn.Module:
     """Build the network a :class:`ModelConfig` describes (random init unless pretrained).
 
     Seed with ``torch.manual_seed`` before calling for a repeatable initialisation.
@@ -225,6 +272,8 @@ def build_model(config: ModelConfig, *, load_weights: bool = True) -> AudioResNe
     Raises:
         WeightsUnavailableError: ``pretrained=True`` and the weights cannot be had.
     """
+    if config.arch == "wavecnn":
+        return WaveCNN(config)
     if config.arch == "resnet18":
         net = resnet18(num_classes=config.n_classes)
         if config.width != 64:

@@ -63,7 +63,7 @@ class Profile:
 # about a sixth of the pixels of the full (128, 216) input.
 _SMALL_FEATURES = FeatureConfig(sr=22050, n_fft=2048, hop_length=1024, n_mels=64)
 
-# The CPU recipe shared by quick and cpu-cv (they differ in model width and epochs).
+# The CPU recipe shared by quick and cpu-cv (cpu-cv adds epochs and a weight average).
 _CPU_TRAINING = TrainConfig(batch_size=32, lr=3e-3, weight_decay=1e-2, schedule="onecycle",
                             warmup=0.25, label_smoothing=0.1, mixup_alpha=0.2, freq_masks=2,
                             freq_width=8, time_masks=2, time_width=12, crop_frames=None)
@@ -100,6 +100,17 @@ PROFILES: dict[str, Profile] = {
         features=_SMALL_FEATURES,
         model=ModelConfig(arch="resnet18", width=32),
         training=replace(_CPU_TRAINING, epochs=60, ema=0.98),
+    ),
+    "wave-cv": Profile(
+        name="wave-cv",
+        description="The raw-waveform comparison: the M5 1-D CNN (64 channels) on 8 kHz "
+                    "waveforms, 5-fold cross-validation, the cpu-cv training recipe with "
+                    "time masks of up to 0.1 s and no frequency masks.",
+        mode="cv",
+        features=FeatureConfig(sr=8000, kind="waveform"),
+        model=ModelConfig(arch="wavecnn", width=64),
+        training=replace(_CPU_TRAINING, epochs=60, ema=0.98, freq_masks=0, time_masks=2,
+                         time_width=800),
     ),
     "full": Profile(
         name="full",

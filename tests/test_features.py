@@ -281,3 +281,19 @@ def test_variant_spec_rejects_unknown_transforms():
         VariantSpec(transforms=("reverse",))
     with pytest.raises(ValueError, match="copies"):
         VariantSpec(copies=0)
+
+
+def test_waveform_kind_is_the_resampled_clip_as_one_row(tmp_path):
+    cfg = FeatureConfig(sr=8000, duration=1.0, kind="waveform")
+    assert cfg.shape == (1, 8000)
+    y = _sine(440.0, sr=SR, seconds=1.0)
+    path = tmp_path / "a.wav"
+    sf.write(path, y, SR, subtype="FLOAT")
+    from esc50kit.features import extract
+
+    x = extract(path, cfg)
+    assert x.shape == cfg.shape and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0], load_audio(path, sr=8000, duration=1.0))
+    assert compute(np.zeros((3, 8000), np.float32), cfg).shape == (3, 1, 8000)
+    with pytest.raises(ValueError, match="resize"):
+        FeatureConfig(kind="waveform", resize=(128, 128))

@@ -128,3 +128,35 @@ def test_checkpoint_round_trip(tmp_path):
     assert ckpt["epoch"] == 3 and again.config == cfg
     with pytest.raises(FileNotFoundError, match="not found"):
         load_checkpoint_model(tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------- the raw-waveform comparison
+
+
+@pytest.mark.parametrize("samples", [8000, 40000, 40123])  # 1 s, 5 s at 8 kHz, and an odd length
+def test_wavecnn_takes_waveforms_of_any_length(samples):
+    model = build_model(ModelConfig(arch="wavecnn", n_classes=10, width=16)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 1, 1, samples))  # (batch, 1, 1, samples)
+    assert out.shape == (3, 10)
+
+
+def test_wavecnn_parameter_count_follows_its_layers():
+    w, k = 64, 10
+    model = build_model(ModelConfig(arch="wavecnn", n_classes=k, width=w))
+    convs = 80 * 1 * w + 3 * w * w + 3 * w * 2 * w + 3 * 2 * w * 4 * w  # no conv biases
+    norms = 2 * (w + w + 2 * w + 4 * w)  # batch-norm scale and shift
+    assert count_parameters(model) == convs + norms + 4 * w * k + k
+
+
+def test_wavecnn_refuses_spectrograms_and_round_trips(tmp_path):
+    cfg = ModelConfig(arch="wavecnn", n_classes=4, width=8)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with pytest.raises(ValueError, match="kind='waveform'"):
+        model(torch.randn(2, 1, 64, 108))
+    torch.save({"model": model.state_dict(), "model_config": cfg.to_dict()}, tmp_path / "w.pt")
+    again, _ = load_checkpoint_model(tmp_path / "w.pt")
+    x = torch.randn(2, 1, 1, 4000)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))

@@ -335,3 +335,16 @@ def test_run_name_resumes_on_moved_data_and_refuses_other_data(synthetic_root, t
     with pytest.raises(ValueError, match="dataset_files"):
         run_experiment(other, **kw)
     assert default_run_name("quick", "/x/ESC-10") == "quick-ESC-10"
+
+
+def test_raw_waveform_profile_runs_end_to_end(synthetic_root, tmp_path):
+    """The raw-waveform comparison is selectable like the others: a profile name."""
+    run = run_experiment(synthetic_root, artifacts_dir=tmp_path, mode="final", profile="wave-cv",
+                         overrides={"training.epochs": 1, "model.width": 8}, run_name="w",
+                         progress=False)
+    assert run.config["model"]["arch"] == "wavecnn"
+    assert run.config["features"]["kind"] == "waveform"
+    pred = run.predictions
+    assert (pred["role"] == "test").all() and set(pred["fold"]) == {5}
+    model, _ = load_checkpoint_model(run.run_dir / run.split_names[0] / BEST)
+    assert model.config.arch == "wavecnn"
