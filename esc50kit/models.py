@@ -61,6 +61,9 @@ class ModelConfig:
         weights_path: a local ``state_dict`` file to use instead of downloading.
         trainable: stages left trainable when ``pretrained``; earlier ones are frozen.
         dropout: dropout before the final linear layer (0 disables it).
+        stem_pool: keep the max-pooling of the ResNet stem. False removes it, so every
+            stage sees twice the time and frequency resolution (a (64, 108) input reaches
+            the first stage as (32, 54), not (16, 27)) at about 4 times the compute.
     """
 
     arch: str = "resnet18"
@@ -71,6 +74,7 @@ class ModelConfig:
     weights_path: str | None = None
     trainable: tuple[str, ...] = ("layer3", "layer4", "fc")
     dropout: float = 0.0
+    stem_pool: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -290,6 +294,8 @@ def build_model(config: ModelConfig, *, load_weights: bool = True) -> nn.Module:
                     f"{unexpected[:4]}; pass a torchvision resnet50 state_dict"
                 )
     net.conv1 = adapt_conv1(net.conv1, config.in_channels)
+    if not config.stem_pool:
+        net.maxpool = nn.Identity()
     if config.dropout > 0:
         net.fc = nn.Sequential(nn.Dropout(config.dropout), net.fc)
     if config.pretrained:

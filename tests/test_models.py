@@ -160,3 +160,15 @@ def test_wavecnn_refuses_spectrograms_and_round_trips(tmp_path):
     x = torch.randn(2, 1, 1, 4000)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
+
+
+def test_stem_pool_off_keeps_twice_the_resolution():
+    x = torch.randn(2, 1, 64, 108)
+    pooled = build_model(ModelConfig(n_classes=5, width=8)).eval()
+    kept = build_model(ModelConfig(n_classes=5, width=8, stem_pool=False)).eval()
+    assert count_parameters(pooled) == count_parameters(kept)  # pooling has no weights
+    with torch.no_grad():
+        a = pooled.net.layer1(pooled.net.maxpool(pooled.net.relu(pooled.net.bn1(pooled.net.conv1(x)))))
+        b = kept.net.layer1(kept.net.maxpool(kept.net.relu(kept.net.bn1(kept.net.conv1(x)))))
+        assert a.shape[-2:] == (16, 27) and b.shape[-2:] == (32, 54)
+        assert kept(x).shape == (2, 5)
