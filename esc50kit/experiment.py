@@ -66,6 +66,18 @@ FEATURES_DIRNAME = "features"
 _RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed", "splits")
 
 
+def _comparable(key: str, value: Any) -> Any:
+    """A config.json entry with the defaults of fields added since it was written filled
+    in, so a run folder of an older esc50kit (which behaved as those defaults do) resumes."""
+    sections = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig}
+    if key in sections and isinstance(value, dict):
+        try:
+            return json.loads(json.dumps(sections[key].from_dict(value).to_dict(), default=str))
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
 def default_run_name(profile: str, data_dir: str | Path) -> str:
     """The run folder name the notebooks and the chain use: ``<profile>-<dataset folder>``.
 
@@ -317,7 +329,7 @@ def run_experiment(
     config = json.loads(json.dumps(config, default=str))  # the JSON view, for comparison
     if (run_dir / "config.json").is_file():
         old = json.loads((run_dir / "config.json").read_text())
-        diff = [k for k in _RESUME_KEYS if old.get(k) != config[k]]
+        diff = [k for k in _RESUME_KEYS if _comparable(k, old.get(k)) != _comparable(k, config[k])]
         if diff:
             raise ValueError(
                 f"{run_dir} holds a run with another configuration (differs in {diff}); "

@@ -481,7 +481,7 @@ def fit(
     train_seconds, samples_seen = 0.0, 0
     if out is not None and resume and (out / LAST).is_file():
         ckpt = torch.load(out / LAST, map_location="cpu", weights_only=False)
-        if ckpt["train_config"] != config.to_dict():
+        if TrainConfig.from_dict(ckpt["train_config"]) != config:  # older files: defaults filled
             raise ValueError(
                 f"{out / LAST} was written with another training configuration "
                 f"({ckpt['train_config']}); use the same settings to resume, or pass "

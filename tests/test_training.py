@@ -314,6 +314,14 @@ def test_rerun_with_same_name_resumes_and_other_config_is_refused(tiny_run, synt
     again = run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
                            overrides={"training.epochs": 2}, run_name="t", progress=False)
     assert again.metrics["overall_accuracy"] == tiny_run.metrics["overall_accuracy"]
+    # a run folder written before a field existed (it behaved as the field's default) resumes
+    path = tiny_run.run_dir / "config.json"
+    config = json.loads(path.read_text())
+    del config["training"]["ema"], config["model"]["stem_pool"]
+    path.write_text(json.dumps(config))
+    older = run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
+                           overrides={"training.epochs": 2}, run_name="t", progress=False)
+    assert older.metrics["overall_accuracy"] == tiny_run.metrics["overall_accuracy"]
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(synthetic_root, artifacts_dir=art, mode="cv", profile="tiny",
                        overrides={"training.epochs": 3}, run_name="t", progress=False)
