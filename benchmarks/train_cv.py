@@ -9,7 +9,7 @@ wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. Checkp
 are chosen on each split's validation fold; test folds are scored once.
 
 ``--seeds N`` trains N runs (seeds ``--seed`` ... ``--seed + N - 1``, run folders
-``<run name>-seed<k>``) and scores the ENSEMBLE of each split's N models (mean class
+``<run name>-seed<k>`` with ``--run-name``, else new time-stamped ones) and scores the ENSEMBLE of each split's N models (mean class
 probabilities; :func:`esc50kit.evaluation.average_predictions`) on validation and test.
 """
 from __future__ import annotations
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for k in range(args.seeds):
         seed = args.seed + k
-        name = args.run_name
-        if args.seeds > 1:
-            name = f"{args.run_name or args.profile}-seed{seed}"
+        name = args.run_name  # None: run_experiment's <profile>-<mode>-seed<k>-<time>
+        if args.seeds > 1 and args.run_name:
+            name = f"{args.run_name}-seed{seed}"
         results.append(run_experiment(
             args.data, artifacts_dir=args.artifacts, mode=args.mode, profile=args.profile,
             overrides=overrides_from(args), seed=seed, run_name=name,
