@@ -8,9 +8,10 @@ Prints per-split test accuracy, mean +- std over splits, training clips per seco
 wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. Checkpoints
 are chosen on each split's validation fold; test folds are scored once.
 
-``--seeds N`` trains N runs (seeds ``--seed`` ... ``--seed + N - 1``, run folders
-``<run name>-seed<k>`` with ``--run-name``, else new time-stamped ones) and scores the ENSEMBLE of each split's N models (mean class
-probabilities; :func:`esc50kit.evaluation.average_predictions`) on validation and test.
+``--seeds N`` trains N runs (seeds ``--seed`` ... ``--seed + N - 1``; run folders
+``<run name>-seed<k>`` with ``--run-name``, else new time-stamped ones) and scores the
+ENSEMBLE of each split's N models (mean class probabilities;
+:func:`esc50kit.evaluation.average_predictions`) on validation and test.
 """
 from __future__ import annotations
 
