@@ -197,6 +197,10 @@ class AudioResNet(nn.Module):
         config: the :class:`ModelConfig` it was built from.
     """
 
+    # 2-D convolutions run faster on NHWC tensors, on CUDA and on the CPU's oneDNN alike
+    # (a quarter-width ResNet18 step: 60 against 73 ms on 2 cores); see training.py.
+    prefers_channels_last = True
+
     def __init__(self, net: ResNet, config: ModelConfig):
         super().__init__()
         self.net = net
