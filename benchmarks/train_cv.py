@@ -9,9 +9,21 @@ wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. Checkp
 are chosen on each split's validation fold; test folds are scored once.
 
 ``--seeds N`` trains N runs (seeds ``--seed`` ... ``--seed + N - 1``; run folders
-``<run name>-seed<k>`` with ``--run-name``, else new time-stamped ones) and scores the
+``<run name>-seed<k>`` with ``--run-name``, ``<run name>-val<offset>-seed<k>`` for
+offsets other than 1, else new time-stamped ones) and scores the
 ENSEMBLE of each split's N models (mean class probabilities;
 :func:`esc50kit.evaluation.average_predictions`) on validation and test.
+
+``--val-offsets 1 2 3 4`` (cv mode) trains one run per offset: test fold i is validated
+on fold i + offset (cyclically), so each test fold gets a model for every other fold as
+validation fold. Their ensemble is scored per test fold; it has no validation score of
+its own, since each member's validation fold is training data of the others. With
+``--seeds N`` too, seeds go with offsets in turn (offset k gets seed ``--seed + k``
+for N = 1 or each of the N seeds otherwise).
+
+``--folds 1 2 3 4`` uses those folds only: the others are never loaded. A cv run over
+folds 1-4 is an inner cross-validation that compares recipes without touching fold 5;
+its "test" folds are validation folds of the outer protocol.
 """
 from __future__ import annotations
 
@@ -33,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=1,
                    help="train this many seeds and score the ensemble of their models")
+    p.add_argument("--val-offsets", type=int, nargs="+", default=[1], metavar="K",
+                   help="cv: one run per offset, test fold i validated on fold i+K "
+                        "(cyclic); several offsets make an ensemble of fold models")
+    p.add_argument("--folds", type=int, nargs="+", default=None, metavar="F",
+                   help="use these folds only (e.g. 1 2 3 4 for an inner cross-validation "
+                        "that never loads fold 5)")
     p.add_argument("--run-name", default=None, help="reuse to resume an interrupted run")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--width", type=int, default=None, help="override model.width (resnet18)")
@@ -70,17 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.seeds < 1:
         raise SystemExit(f"--seeds {args.seeds}: give 1 or more")
+    if len(args.val_offsets) > 1 and (args.mode or "cv") != "cv":
+        raise SystemExit("--val-offsets with several offsets needs --mode cv")
+    members = [(offset, args.seed + (k if args.seeds == 1 else j))
+               for k, offset in enumerate(args.val_offsets) for j in range(args.seeds)]
     t0 = time.perf_counter()
     results = []
-    for k in range(args.seeds):
-        seed = args.seed + k
+    for offset, seed in members:
         name = args.run_name  # None: run_experiment's <profile>-<mode>-seed<k>-<time>
-        if args.seeds > 1 and args.run_name:
-            name = f"{args.run_name}-seed{seed}"
+        if len(members) > 1 and args.run_name:  # offset 1 keeps --seeds' names: shared
+            name = f"{args.run_name}-seed{seed}" if offset == 1 else \
+                f"{args.run_name}-val{offset}-seed{seed}"
         results.append(run_experiment(
             args.data, artifacts_dir=args.artifacts, mode=args.mode, profile=args.profile,
             overrides=overrides_from(args), seed=seed, run_name=name,
-            progress=not args.no_progress, subset=args.subset))
+            progress=not args.no_progress, subset=args.subset,
+            val_offset=offset, folds=args.folds))
     wall = time.perf_counter() - t0
     for result in results:
         m = result.metrics
@@ -99,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training time: {m['times']['training_s']:.1f} s (features {m['times']['features_s']:.1f} s)")
     overall = results[0].metrics["overall_accuracy"]
     role = results[0].metrics["scored_role"]
-    if len(results) > 1:
+    if args.folds:
+        print(f"folds used: {results[0].config['folds']}; the others were never loaded, so "
+              f"these '{role}' folds are validation folds of the outer protocol")
+    if len(args.val_offsets) > 1:
+        overall = print_fold_ensemble(results)
+    elif len(results) > 1:
         overall = print_ensemble(results, role)
     print(f"wall time: {wall:.1f} s for {len(results)} run(s)")
     print(f"overall {role} accuracy: {overall:.3f}")
@@ -128,6 +156,33 @@ def print_ensemble(results, role: str) -> float:
           f"{acc['std']:.3f} (validation {val['mean']:.3f})")
     pooled = ens[ens["role"] == role]
     return scores(pooled["true_label"], pooled["pred_label"])["accuracy"]
+
+
+def print_fold_ensemble(results) -> float:
+    """Score, per test fold, the mean probabilities of models validated on different folds.
+
+    Returns the pooled test accuracy. There is no ensemble validation score: each
+    member's validation fold is training data of the others.
+    """
+    import pandas as pd
+
+    from esc50kit.evaluation import average_predictions, mean_std, scores, split_scores
+
+    tables = [r.predictions[r.predictions["role"] == "test"] for r in results]
+    ens = average_predictions(tables, keys=("fold", "role", "filename"))
+    by_fold = split_scores(ens, by="fold", role="test")
+    member_val = pd.Series([mean_std([s["val_accuracy"] for s in r.metrics["splits"]])["mean"]
+                            for r in results])
+    print(f"ensemble of {len(results)} runs over validation offsets "
+          f"{sorted({r.config['val_offset'] for r in results})} (mean probabilities; each "
+          "model chosen on its own validation fold):")
+    for fold, row in by_fold.iterrows():
+        print(f"  test fold {fold}: test accuracy {row['accuracy']:.3f} ({len(results)} models)")
+    acc = mean_std(by_fold["accuracy"].tolist())
+    print(f"ensemble test accuracy mean +- std over {acc['n']} fold(s): {acc['mean']:.3f} +- "
+          f"{acc['std']:.3f} (members' validation means {member_val.min():.3f} .. "
+          f"{member_val.max():.3f}; the ensemble has no validation fold of its own)")
+    return scores(ens["true_label"], ens["pred_label"])["accuracy"]
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
         config.json        data_dir, subset, class_names (ordered by label), mode,
                            profile (name + features/model/training dicts), features
                            (FeatureConfig dict), model (ModelConfig dict with n_classes),
-                           training (TrainConfig dict), seed, splits (name, train_folds,
-                           val_fold, test_fold), versions (python, torch, ...), created
+                           training (TrainConfig dict), seed, folds (those used),
+                           val_offset, splits (name, train_folds, val_fold, test_fold),
+                           versions (python, torch, ...), created
         metrics.json       see :func:`_run_metrics`: per split accuracy and macro-F1
                            (validation and test), mean and std over splits, overall
                            (pooled) accuracy and macro-F1, times, samples per second
@@ -42,7 +43,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -139,13 +140,14 @@ def _split_dict(split: FoldSplit) -> dict[str, Any]:
             "val_fold": split.val_fold, "test_fold": split.test_fold}
 
 
-def _audited_splits(df: pd.DataFrame, mode: str) -> list[FoldSplit]:
+def _audited_splits(df: pd.DataFrame, mode: str, val_offset: int = 1) -> list[FoldSplit]:
     """The splits of ``mode`` over the folds present, each proven leak-free.
 
     Raises:
         LeakageError: a split shares folds, files, source recordings or copies.
     """
-    splits = make_splits(mode, tuple(sorted(int(f) for f in df["fold"].unique())))
+    splits = make_splits(mode, tuple(sorted(int(f) for f in df["fold"].unique())),
+                         val_offset=val_offset)
     for split in splits:
         if split.val_fold == split.test_fold:
             raise ValueError(f"split {split.name}: the validation fold is the test fold")
@@ -283,6 +285,8 @@ def run_experiment(
     run_name: str | None = None,
     progress: bool = True,
     subset: str = "all",
+    val_offset: int = 1,
+    folds: Sequence[int] | None = None,
 ) -> RunResult:
     """Run a mode end to end and write the run folder (see the module docstring).
 
@@ -298,6 +302,13 @@ def run_experiment(
             configuration is resumed. Default: ``<profile>-<mode>-seed<seed>-<UTC time>``.
         progress: tqdm bars (feature extraction, one per split).
         subset: ``"all"``, ``"esc10"`` or ``"esc50"`` (see :func:`esc50kit.data.load_metadata`).
+        val_offset: ``cv`` mode: test fold ``i`` is validated on the fold ``val_offset``
+            places after it (see :func:`esc50kit.splits.cv_splits`); runs with every
+            offset make an ensemble of fold models.
+        folds: use these official folds only (default: all). The others are never
+            loaded, so ``cv`` over folds 1-4 is an inner cross-validation that compares
+            recipes without touching fold 5: its "test" folds are validation folds of
+            the outer protocol.
 
     Returns:
         RunResult: the run folder, loaded.
@@ -310,9 +321,16 @@ def run_experiment(
     prof = get_profile(profile, overrides)
     mode = mode or prof.mode
     df = load_metadata(data_dir, subset=subset)
-    names = _class_names(df)
+    names = _class_names(df)  # from every fold, so labels agree with runs on all folds
     dataset = summarize(df).kind
-    splits = _audited_splits(df, mode)
+    if folds is not None:
+        folds = sorted({int(f) for f in folds})
+        missing = sorted(set(folds) - set(df["fold"].astype(int)))
+        if missing:
+            raise ValueError(f"folds={folds}: fold(s) {missing} are not in {data_dir} "
+                             f"(it has folds {sorted(df['fold'].unique())})")
+        df = df[df["fold"].isin(folds)].reset_index(drop=True)
+    splits = _audited_splits(df, mode, val_offset)
     model_config = replace(prof.model, n_classes=len(names))
     artifacts = Path(artifacts_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -323,6 +341,7 @@ def run_experiment(
         "dataset_files": dataset_fingerprint(df), "subset": subset, "dataset": dataset, "class_names": names, "mode": mode,
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": model_config.to_dict(), "training": prof.training.to_dict(), "seed": seed,
+        "folds": sorted(int(f) for f in df["fold"].unique()), "val_offset": val_offset,
         "splits": [_split_dict(s) for s in splits], "versions": run_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

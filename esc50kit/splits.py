@@ -56,8 +56,15 @@ class FoldSplit:
         return f"{test}-val{self.val_fold}"
 
 
-def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
-    """One split per fold: that fold tests, the next fold (cyclically) validates.
+def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_offset: int = 1) -> list[FoldSplit]:
+    """One split per fold: that fold tests, the fold ``val_offset`` places after it
+    (cyclically) validates, the rest train.
+
+    With ``val_offset=1`` (the default) fold 1 tests and fold 2 validates, and so on.
+    Runs with offsets ``1 .. len(folds) - 1`` give every test fold a model for each of
+    the other folds as validation fold: averaged, they are an ensemble of fold models
+    whose training data, together, covers every non-test fold, and whose members each
+    chose their epoch on their own validation fold.
 
     Returns:
         list[FoldSplit]: ``len(folds)`` splits; every fold is the test fold exactly once.
@@ -65,9 +72,12 @@ def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
     folds = tuple(sorted(int(f) for f in folds))
     if len(folds) < 3:
         raise ValueError(f"cross-validation needs at least 3 folds, got {folds}")
+    if not 1 <= val_offset < len(folds):
+        raise ValueError(f"val_offset={val_offset} must be in 1..{len(folds) - 1} "
+                         f"(0 would validate on the test fold) for the folds {folds}")
     out = []
     for i, test in enumerate(folds):
-        val = folds[(i + 1) % len(folds)]
+        val = folds[(i + val_offset) % len(folds)]
         train = tuple(f for f in folds if f not in (test, val))
         out.append(FoldSplit(train_folds=train, val_fold=val, test_fold=test))
     return out
@@ -79,6 +89,7 @@ def make_splits(
     *,
     val_fold: int | None = None,
     test_fold: int | None = None,
+    val_offset: int = 1,
 ) -> list[FoldSplit]:
     """The splits of a training mode.
 
@@ -90,10 +101,15 @@ def make_splits(
         val_fold: validation fold for ``validation``/``final`` (default: the fold before
             the last).
         test_fold: test fold for ``final`` (default: the last fold, 5 in ESC-50).
+        val_offset: ``cv`` only: each test fold is validated on the fold this many
+            places after it (see :func:`cv_splits`).
     """
     folds = tuple(sorted(int(f) for f in folds))
     if mode == "cv":
-        return cv_splits(folds)
+        return cv_splits(folds, val_offset=val_offset)
+    if val_offset != 1:
+        raise ValueError(f"val_offset={val_offset} applies to mode 'cv' only, not {mode!r}; "
+                         "choose the validation fold with val_fold")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     last = folds[-1] if test_fold is None else test_fold

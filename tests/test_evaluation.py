@@ -139,3 +139,10 @@ def test_average_predictions_is_the_mean_of_probabilities_matched_by_clip():
     assert ens["pred_class"].tolist() == ["x", "y", "y"]
     with pytest.raises(ValueError, match="lacks some clips"):
         average_predictions([t1, t2.assign(filename=["a.wav", "b.wav", "z.wav"])])
+    # members of an ensemble of fold models name their splits after their own validation
+    # folds ("test1-val2", "test1-val3"): they are matched by test fold and clip instead
+    other_split = t2.assign(split="other")
+    with pytest.raises(ValueError, match="lacks some clips"):
+        average_predictions([t1, other_split])
+    by_fold = average_predictions([t1, other_split], keys=("fold", "role", "filename"))
+    np.testing.assert_allclose(by_fold[["prob_x", "prob_y"]].to_numpy(), (p1 + p2) / 2)

@@ -36,6 +36,32 @@ def test_cv_tests_every_fold_once():
         assert len(s.train_folds) == 3
 
 
+@given(folds=st.lists(st.integers(1, 9), min_size=3, max_size=7, unique=True))
+@settings(max_examples=40, deadline=None)
+def test_val_offsets_give_each_test_fold_every_other_fold_as_validation(folds):
+    folds = tuple(sorted(folds))
+    offsets = range(1, len(folds))
+    by_test: dict[int, set[int]] = {f: set() for f in folds}
+    for offset in offsets:
+        splits = cv_splits(folds, val_offset=offset)
+        assert sorted(s.test_fold for s in splits) == list(folds)  # each fold tests once
+        for s in splits:
+            assert s.val_fold != s.test_fold and s.val_fold not in s.train_folds
+            assert set(s.train_folds) | {s.val_fold, s.test_fold} == set(folds)
+            by_test[s.test_fold].add(s.val_fold)
+    for test, vals in by_test.items():  # the ensemble of offsets covers every other fold
+        assert vals == set(folds) - {test}
+
+
+def test_val_offset_that_would_validate_on_the_test_fold_is_refused():
+    for bad in (0, 5, -1):
+        with pytest.raises(ValueError, match=f"val_offset={bad}"):
+            cv_splits((1, 2, 3, 4, 5), val_offset=bad)
+    with pytest.raises(ValueError, match="mode 'cv' only"):
+        make_splits("final", val_offset=2)
+    assert make_splits("cv", val_offset=1) == cv_splits()
+
+
 @given(
     mode=st.sampled_from(MODES),
     folds=st.lists(st.integers(1, 9), min_size=3, max_size=6, unique=True),

@@ -356,3 +356,22 @@ def test_raw_waveform_profile_runs_end_to_end(synthetic_root, tmp_path):
     assert (pred["role"] == "test").all() and set(pred["fold"]) == {5}
     model, _ = load_checkpoint_model(run.run_dir / run.split_names[0] / BEST)
     assert model.config.arch == "wavecnn"
+
+
+def test_folds_option_never_loads_the_held_out_fold(writable_root, tmp_path):
+    """An inner cross-validation over folds 1-4 must work even if fold 5 cannot be read."""
+    from esc50kit.data import load_metadata
+
+    df = load_metadata(writable_root)
+    for name in df.loc[df["fold"] == 5, "filename"]:
+        (writable_root / "audio" / name).write_bytes(b"not a wav file")  # reading would fail
+    kw = dict(artifacts_dir=tmp_path, mode="cv", profile="tiny", progress=False,
+              overrides={"training.epochs": 1}, folds=[1, 2, 3, 4])
+    run = run_experiment(writable_root, run_name="inner", val_offset=2, **kw)
+    assert run.config["folds"] == [1, 2, 3, 4] and run.config["val_offset"] == 2
+    assert [(s["test_fold"], s["val_fold"]) for s in run.config["splits"]] == [
+        (1, 3), (2, 4), (3, 1), (4, 2)]
+    assert sorted(run.predictions["fold"].unique()) == [1, 2, 3, 4]
+    assert len(run.config["class_names"]) == run.config["model"]["n_classes"] == 5
+    with pytest.raises(ValueError, match=r"fold\(s\) \[7\]"):
+        run_experiment(writable_root, run_name="bad", **{**kw, "folds": [1, 2, 7]})

@@ -1,0 +1,45 @@
+"""The benchmark scripts' command lines run end to end on tiny settings (they must not rot)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_cv_fold_ensemble_on_an_inner_cross_validation(synthetic_root, tmp_path, capsys):
+    train_cv = _script("train_cv")
+    args = ["--data", str(synthetic_root), "--profile", "tiny", "--epochs", "1", "--threads", "1",
+            "--artifacts", str(tmp_path), "--folds", "1", "2", "3", "4",
+            "--val-offsets", "1", "2", "3", "--run-name", "inner", "--no-progress"]
+    assert train_cv.main(args) == 0
+    out = capsys.readouterr().out
+    assert "folds used: [1, 2, 3, 4]" in out
+    assert "ensemble of 3 runs over validation offsets [1, 2, 3]" in out
+    for fold in (1, 2, 3, 4):
+        assert f"test fold {fold}: test accuracy" in out
+    assert "test fold 5" not in out
+    assert out.strip().splitlines()[-1].startswith("overall test accuracy: ")
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert names == ["inner-seed0", "inner-val2-seed1", "inner-val3-seed2"]
+
+
+def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
+    bench = _script("bench_train_loop")
+    assert bench.main(["--profile", "tiny", "--clips", "32", "--epochs", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "random features" in lines[0]
+    assert lines[1].startswith("plain PyTorch loop") and lines[2].startswith("esc50kit fit")
+    ratio = float(lines[-1].removeprefix("speed-up: ").removesuffix("x"))
+    assert ratio > 0
