@@ -89,9 +89,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-cv": Profile(
         name="cpu-cv",
-        description="5-fold cross-validation sized for a 2-core CPU (about 7 minutes "
-                    "per seed on ESC-10; benchmarks/train_cv.py --seeds 3 ensembles three "
-                    "seeds in about 22): a quarter-width ResNet18 without the stem's "
+        description="5-fold cross-validation sized for a 2-core CPU (about 6 minutes "
+                    "per run on ESC-10; benchmarks/train_cv.py --val-offsets 1 2 3 4 "
+                    "ensembles four runs, each test fold's models validated on the four "
+                    "other folds, in about 24): a quarter-width ResNet18 without the stem's "
                     "max-pooling on (64, 108) log-mels, trained on random 4 s crops "
                     "(86 frames) for 120 epochs, with an exponential moving average of "
                     "the weights; validation and test clips are scored whole. Chosen on "
