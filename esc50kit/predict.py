@@ -4,7 +4,10 @@ A recording of any length, sample rate and channel count is read as training cli
 (mono, resampled to the run's rate), cut into windows of the training clip length, and
 each window is classified; the overall answer averages the windows' probabilities. A
 short recording is padded exactly as short training clips were. With a cross-validation
-run, the fold models can be averaged (an ensemble) or one fold named.
+run, the fold models can be averaged (an ensemble) or one fold named; several runs of
+one feature configuration (the seeds or validation offsets of
+``benchmarks/train_cv.py``) can be averaged together with :meth:`Classifier.from_runs`
+(``--run A B ...``).
 """
 from __future__ import annotations
 
@@ -158,6 +161,37 @@ class Classifier:
             norms.append(norm)
         return cls(models, norms, fconf, list(config["class_names"]), names=wanted, device=device)
 
+    @classmethod
+    def from_runs(cls, run_dirs, *, split: str | None = None, ensemble: bool | None = None,
+                  device: str = "cpu") -> "Classifier":
+        """Average the models of several runs, e.g. the four runs of a fold ensemble.
+
+        Each run contributes the models :meth:`from_run` would load from it (with the
+        same ``split`` and ``ensemble``); model names become ``<run folder>/<split>``.
+
+        Raises:
+            RunFolderError: a run cannot be loaded, or the runs disagree on the feature
+                configuration or the classes (their models could not be averaged).
+        """
+        run_dirs = [Path(r) for r in run_dirs]
+        if not run_dirs:
+            raise RunFolderError("no run folder given")
+        parts = [cls.from_run(r, split=split, ensemble=ensemble, device=device) for r in run_dirs]
+        first = parts[0]
+        for run, part in zip(run_dirs[1:], parts[1:]):
+            if part.config != first.config or part.class_names != first.class_names:
+                what = "feature configuration" if part.config != first.config else "classes"
+                raise RunFolderError(
+                    f"{run} differs from {run_dirs[0]} in its {what}; only runs of one "
+                    "feature configuration and one class list can be averaged"
+                )
+        if len(parts) == 1:
+            return first
+        return cls([m for p in parts for m in p.models],
+                   [n for p in parts for n in p.normalizers], first.config, first.class_names,
+                   names=[f"{r.name}/{n}" for r, p in zip(run_dirs, parts) for n in p.names],
+                   device=device)
+
     def _features(self, y: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
         """Windows of a waveform at the run's rate -> features (n_windows, n_bins, frames)."""
         c = self.config
@@ -236,7 +270,9 @@ def _check_consistent(split_dir: Path, fconf: FeatureConfig, ckpt: dict, norm: N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m esc50kit predict``."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length, rate, channels)")
-    parser.add_argument("--run", required=True, help="run folder, e.g. artifacts/runs/quick-ESC-50-master")
+    parser.add_argument("--run", required=True, nargs="+", metavar="RUN",
+                        help="run folder, e.g. artifacts/runs/quick-ESC-50-master; several "
+                             "runs (seeds, validation offsets) are averaged together")
     parser.add_argument("--top", type=int, default=5, help="classes to list (default 5)")
     parser.add_argument("--split", help="use one split's model (name or test fold number)")
     parser.add_argument("--ensemble", action="store_true",
@@ -265,8 +301,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: --top {args.top} must be at least 1", file=sys.stderr)
         return 2
     try:
-        clf = Classifier.from_run(args.run, split=args.split, ensemble=args.ensemble or None,
-                                  device=args.device)
+        clf = Classifier.from_runs(args.run, split=args.split, ensemble=args.ensemble or None,
+                                   device=args.device)
     except (RunFolderError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

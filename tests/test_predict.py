@@ -130,3 +130,22 @@ def test_cv_run_averages_its_fold_models_or_uses_one(synthetic_root, tmp_path):
     assert Classifier.from_run(run, split="3").names == ["test3-val4"]
     with pytest.raises(RunFolderError, match="split '9'"):
         Classifier.from_run(run, split="9")
+
+
+def test_several_runs_are_averaged_together(synthetic_root, tmp_path):
+    kw = dict(artifacts_dir=tmp_path, mode="cv", profile="tiny", progress=False,
+              overrides={"training.epochs": 1})
+    runs = [run_experiment(synthetic_root, run_name=f"off{k}", val_offset=k, seed=k, **kw).run_dir
+            for k in (1, 2)]
+    path = load_metadata(synthetic_root)["path"].iloc[0]
+    both = Classifier.from_runs(runs)
+    assert len(both.models) == 10 and both.names[0] == "off1/test1-val2"
+    alone = [Classifier.from_run(r).predict_file(path).probs for r in runs]
+    assert np.allclose(both.predict_file(path).probs, np.mean(alone, axis=0), atol=1e-6)
+    other = run_experiment(synthetic_root, run_name="other", **{
+        **kw, "overrides": {"training.epochs": 1, "features.n_mels": 24}}).run_dir
+    with pytest.raises(RunFolderError, match="feature configuration"):
+        Classifier.from_runs([runs[0], other])
+    r = subprocess.run([sys.executable, "-m", "esc50kit", "predict", str(path), "--run",
+                        *map(str, runs), "--json"], capture_output=True, text=True, check=True)
+    assert len(json.loads(r.stdout)[0]["models"]) == 10
