@@ -312,6 +312,27 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by esc50kit, safely: tensors and plain values only.
+
+    ``torch.load(weights_only=True)`` refuses pickled code, so a run folder received from
+    elsewhere cannot run anything when it is loaded.
+
+    Raises:
+        ValueError: the file is not a readable checkpoint, or holds other objects; the
+            message names the file.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(
+            f"{path}: not a readable esc50kit checkpoint ({str(exc).splitlines()[0]}). "
+            "esc50kit loads tensors and plain values only; retrain, or copy the run folder again"
+        ) from exc
+
+
 def load_checkpoint_model(path: str | Path, *, device: str | torch.device = "cpu"):
     """Rebuild a model from a checkpoint written by :mod:`esc50kit.training`.
 
@@ -325,7 +346,7 @@ def load_checkpoint_model(path: str | Path, *, device: str | torch.device = "cpu
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; train first or check the run folder")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     model = build_model(ModelConfig.from_dict(ckpt["model_config"]), load_weights=False)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

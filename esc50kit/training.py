@@ -37,6 +37,7 @@ from torch import nn
 
 from .augment import mixup, spec_augment
 from .fileio import atomic_path, atomic_write_csv
+from .models import load_checkpoint
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -492,7 +493,7 @@ def fit(
     best_state = None
     train_seconds, samples_seen = 0.0, 0
     if out is not None and resume and (out / LAST).is_file():
-        ckpt = torch.load(out / LAST, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(out / LAST)
         if TrainConfig.from_dict(ckpt["train_config"]) != config:  # older files: defaults filled
             raise ValueError(
                 f"{out / LAST} was written with another training configuration "
@@ -612,7 +613,7 @@ def fit(
         bar.close()
 
     if best_state is None and out is not None and (out / BEST).is_file():
-        best_state = torch.load(out / BEST, map_location="cpu", weights_only=False)["model"]
+        best_state = load_checkpoint(out / BEST)["model"]
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(

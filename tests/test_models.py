@@ -172,3 +172,25 @@ def test_stem_pool_off_keeps_twice_the_resolution():
         b = kept.net.layer1(kept.net.maxpool(kept.net.relu(kept.net.bn1(kept.net.conv1(x)))))
         assert a.shape[-2:] == (16, 27) and b.shape[-2:] == (32, 54)
         assert kept(x).shape == (2, 5)
+
+
+class _NotAWeight:
+    """A pickled object of this class would run code on load; a checkpoint must not hold one."""
+
+
+def test_checkpoints_load_tensors_only_and_name_a_bad_file(tmp_path):
+    from esc50kit.models import load_checkpoint, load_checkpoint_model
+
+    good = tmp_path / "good.pt"
+    model = build_model(ModelConfig(n_classes=3, width=8))
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(),
+                "history": [{"epoch": 1, "val_acc": 0.5}]}, good)
+    loaded, ckpt = load_checkpoint_model(good)
+    assert ckpt["history"][0]["val_acc"] == 0.5 and loaded.config.n_classes == 3
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"model": _NotAWeight()}, unsafe)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:100])
+    for path in (unsafe, truncated):
+        with pytest.raises(ValueError, match=path.name):
+            load_checkpoint(path)
