@@ -24,6 +24,10 @@ for N = 1 or each of the N seeds otherwise).
 ``--folds 1 2 3 4`` uses those folds only: the others are never loaded. A cv run over
 folds 1-4 is an inner cross-validation that compares recipes without touching fold 5;
 its "test" folds are validation folds of the outer protocol.
+
+``--from-runs RUN ...`` trains nothing: it reads finished run folders back and prints
+the same report for them and their ensemble (a seed ensemble when they share their
+splits, else an ensemble of fold models), e.g. to pool the members of two invocations.
 """
 from __future__ import annotations
 
@@ -36,7 +40,10 @@ import time
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset root holding meta/esc50.csv and audio/")
+    p.add_argument("--data", help="dataset root holding meta/esc50.csv and audio/ "
+                                  "(required unless --from-runs)")
+    p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN",
+                   help="score these finished run folders and their ensemble; train nothing")
     p.add_argument("--mode", choices=("cv", "validation", "final"), default=None,
                    help="default: the profile's mode (quick: final; cpu-cv, full: cv)")
     p.add_argument("--profile", default="quick", help="tiny, quick, cpu-cv or full")
@@ -82,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from esc50kit.evaluation import mean_std
-    from esc50kit.experiment import run_experiment
+    from esc50kit.experiment import load_run, run_experiment
 
+    if args.from_runs:
+        results = [load_run(r) for r in args.from_runs]
+        return report(results, wall=None, threads=None)
+    if not args.data:
+        raise SystemExit("--data DIR is required (or --from-runs RUN ... to score finished runs)")
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.seeds < 1:
         raise SystemExit(f"--seeds {args.seeds}: give 1 or more")
@@ -104,13 +115,21 @@ def main(argv: list[str] | None = None) -> int:
             overrides=overrides_from(args), seed=seed, run_name=name,
             progress=not args.no_progress, subset=args.subset,
             val_offset=offset, folds=args.folds))
-    wall = time.perf_counter() - t0
+    return report(results, wall=time.perf_counter() - t0, threads=torch.get_num_threads(),
+                  folds=args.folds)
+
+
+def report(results, *, wall: float | None, threads: int | None, folds=None) -> int:
+    """Print each run, then the ensemble of all of them; the last line is the overall accuracy."""
+    from esc50kit.evaluation import mean_std
+
     for result in results:
         m = result.metrics
         role = m["scored_role"]
         print(f"run folder: {result.run_dir} (seed {result.config['seed']})")
         print(f"mode {result.config['mode']}, profile {result.config['profile']['name']}, "
-              f"device {m['splits'][0]['device']}, torch threads {torch.get_num_threads()}")
+              f"device {m['splits'][0]['device']}"
+              + (f", torch threads {threads}" if threads else ""))
         for s in m["splits"]:
             score = s["test_accuracy"] if role == "test" else s["val_accuracy"]
             print(f"  {s['name']}: {role} accuracy {score:.3f} (val {s['val_accuracy']:.3f}, "
@@ -122,14 +141,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training time: {m['times']['training_s']:.1f} s (features {m['times']['features_s']:.1f} s)")
     overall = results[0].metrics["overall_accuracy"]
     role = results[0].metrics["scored_role"]
-    if args.folds:
+    if folds:
         print(f"folds used: {results[0].config['folds']}; the others were never loaded, so "
               f"these '{role}' folds are validation folds of the outer protocol")
-    if len(args.val_offsets) > 1:
+    if len({tuple(r.split_names) for r in results}) > 1:  # members validated on other folds
         overall = print_fold_ensemble(results)
     elif len(results) > 1:
         overall = print_ensemble(results, role)
-    print(f"wall time: {wall:.1f} s for {len(results)} run(s)")
+    if wall is not None:
+        print(f"wall time: {wall:.1f} s for {len(results)} run(s)")
+    else:
+        train = sum(r.metrics["times"]["training_s"] for r in results)
+        print(f"read back {len(results)} finished run(s); their training time: {train:.1f} s")
     print(f"overall {role} accuracy: {overall:.3f}")
     return 0
 
@@ -174,7 +197,7 @@ def print_fold_ensemble(results) -> float:
     member_val = pd.Series([mean_std([s["val_accuracy"] for s in r.metrics["splits"]])["mean"]
                             for r in results])
     print(f"ensemble of {len(results)} runs over validation offsets "
-          f"{sorted({r.config['val_offset'] for r in results})} (mean probabilities; each "
+          f"{sorted({r.config.get('val_offset', 1) for r in results})} (mean probabilities; each "
           "model chosen on its own validation fold):")
     for fold, row in by_fold.iterrows():
         print(f"  test fold {fold}: test accuracy {row['accuracy']:.3f} ({len(results)} models)")

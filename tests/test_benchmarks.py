@@ -33,6 +33,12 @@ def test_train_cv_fold_ensemble_on_an_inner_cross_validation(synthetic_root, tmp
     assert out.strip().splitlines()[-1].startswith("overall test accuracy: ")
     names = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert names == ["inner-seed0", "inner-val2-seed1", "inner-val3-seed2"]
+    # finished runs read back give the same report, ensemble and last line
+    assert train_cv.main(["--from-runs", *(str(tmp_path / "runs" / n) for n in names)]) == 0
+    again = capsys.readouterr().out
+    assert again.strip().splitlines()[-1] == out.strip().splitlines()[-1]
+    assert "ensemble of 3 runs over validation offsets [1, 2, 3]" in again
+    assert "read back 3 finished run(s)" in again
 
 
 def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
