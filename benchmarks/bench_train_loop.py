@@ -68,10 +68,9 @@ def training_features(args, profile):
 def plain_loop(model, X, y, *, config, n_classes, device) -> float:
     """The textbook loop. Returns training clips per second."""
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from esc50kit.training import augment_batch, make_optimizer
+    from esc50kit.training import augment_batch, make_optimizer, soft_cross_entropy
 
     model.to(device).train()
     optimizer = make_optimizer(model, config)
@@ -83,7 +82,7 @@ def plain_loop(model, X, y, *, config, n_classes, device) -> float:
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
             xb, target = augment_batch(xb, yb, n_classes=n_classes, config=config, generator=gen)
-            loss = torch.sum(-target * F.log_softmax(model(xb), dim=1), dim=1).mean()
+            loss = soft_cross_entropy(model(xb), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

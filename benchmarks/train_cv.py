@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.seeds < 1:
         raise SystemExit(f"--seeds {args.seeds}: give 1 or more")
-    if len(args.val_offsets) > 1 and (args.mode or "cv") != "cv":
-        raise SystemExit("--val-offsets with several offsets needs --mode cv")
+    from esc50kit.profiles import get_profile
+
+    mode = args.mode or get_profile(args.profile, overrides_from(args)).mode
+    if args.val_offsets != [1] and mode != "cv":  # refuse before any member trains
+        raise SystemExit(f"--val-offsets applies to cv mode only; this run's mode is {mode!r}")
     members = [(offset, args.seed + (k if args.seeds == 1 else j))
                for k, offset in enumerate(args.val_offsets) for j in range(args.seeds)]
     t0 = time.perf_counter()

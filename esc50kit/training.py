@@ -290,6 +290,16 @@ def soft_targets(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Ten
     return onehot * (1 - smoothing) + smoothing / n_classes
 
 
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy against soft targets (label smoothing, mixup), in float32.
+
+    Args:
+        logits: shape (batch, n_classes), any float dtype (autocast output included).
+        target: shape (batch, n_classes), rows summing to 1.
+    """
+    return torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+
+
 def augment_batch(
     x: torch.Tensor, y: torch.Tensor, *, n_classes: int, config: TrainConfig,
     generator: torch.Generator,
@@ -550,7 +560,7 @@ def fit(
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with _autocast(device, dtype):
                     logits = model(xb)
-                loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+                loss = soft_cross_entropy(logits, target)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if config.grad_clip is not None:
@@ -691,7 +701,7 @@ def lr_find(
                                        generator=aug_gen)
             with _autocast(device, dtype):
                 logits = model(xb)
-            loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            loss = soft_cross_entropy(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
