@@ -49,3 +49,17 @@ def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
     assert lines[1].startswith("plain PyTorch loop") and lines[2].startswith("esc50kit fit")
     ratio = float(lines[-1].removeprefix("speed-up: ").removesuffix("x"))
     assert ratio > 0
+
+
+def test_search_benchmark_prints_trials_and_a_command_to_confirm_the_best(synthetic_root, tmp_path, capsys):
+    search = _script("search_recipe")
+    args = ["--data", str(synthetic_root), "--profile", "tiny", "--trials", "2", "--initial", "2",
+            "--set", "training.epochs=1", "--threads", "1", "--artifacts", str(tmp_path)]
+    assert search.main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("profile tiny, search folds [1, 2, 3, 4], seed 0")
+    assert lines[2].startswith("trial 1/2 (profile): lr=0.003") and lines[3].startswith("trial 2/2 (random)")
+    confirm = next(line for line in lines if line.startswith("confirm with another seed: "))
+    assert "--folds 1 2 3 4 --seed 1 --set training.lr=" in confirm
+    score = float(lines[-1].removeprefix("best search score: "))
+    assert 0.0 <= score <= 1.0
