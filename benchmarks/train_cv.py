@@ -40,8 +40,8 @@ import time
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="dataset root holding meta/esc50.csv and audio/ "
-                                  "(required unless --from-runs)")
+    p.add_argument("--data", help="dataset root holding meta/esc50.csv and audio/, or a "
+                                  "feature pack (python -m esc50kit pack; required unless --from-runs)")
     p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN",
                    help="score these finished run folders and their ensemble; train nothing")
     p.add_argument("--mode", choices=("cv", "validation", "final"), default=None,

@@ -1,4 +1,4 @@
-"""Command line: ``python -m esc50kit run ...`` and ``python -m esc50kit predict ...``."""
+"""Command line: ``python -m esc50kit run ...``, ``... predict ...`` and ``... pack ...``."""
 from __future__ import annotations
 
 import argparse
@@ -67,6 +67,23 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from .data import DatasetError
+    from .packs import write_pack
+    from .profiles import get_profile
+
+    try:
+        features = get_profile(args.profile).features
+        out = write_pack(args.data, args.out, features=features, subset=args.subset,
+                         cache_dir=Path(args.artifacts) / "features")
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): the {args.profile} profile's "
+          f"features of {args.data}; train on it with --data {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m esc50kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only these notebooks, in order (e.g. 03_Modeling 04_Evaluation)")
     run.add_argument("--cell-timeout", type=int, default=None, help="seconds a cell may run")
     run.set_defaults(func=_run)
+
+    pack = sub.add_parser("pack", help="write a dataset's features and table to one .npz "
+                                       "(train where the audio is not, e.g. on a GPU machine)")
+    pack.add_argument("--data", required=True, help="dataset root (meta/esc50.csv and audio/)")
+    pack.add_argument("--profile", default="full", help="whose features to pack (default full)")
+    pack.add_argument("--out", required=True, help="the pack file, *.npz")
+    pack.add_argument("--subset", default="all", choices=("all", "esc10", "esc50"))
+    pack.add_argument("--artifacts", default="artifacts", help="feature cache to read and fill")
+    pack.set_defaults(func=_pack)
 
     pred = sub.add_parser("predict", help="classify audio files with a trained run")
     predict.add_arguments(pred)

@@ -148,16 +148,7 @@ def load_metadata(
     root = Path(root).expanduser().resolve()
     df = read_table(root)
     validate_table(df, source=str(root / META_RELPATH))
-    if subset == "esc10":
-        df = df.loc[df["esc10"]]
-        if df.empty:
-            raise DatasetError(f"{root}: no row is flagged esc10=True")
-    elif subset == "esc50" and df["target"].nunique() != ESC50_N_CLASSES:
-        raise DatasetError(
-            f"{root}: subset='esc50' asks for the full dataset, but the table has "
-            f"{df['target'].nunique()} classes; use subset='all' for a subset tree."
-        )
-    df = df.sort_values(["fold", "filename"]).reset_index(drop=True)
+    df = select_subset(df, subset, source=str(root))
     df["path"] = [str(root / AUDIO_DIRNAME / f) for f in df["filename"]]
     if check_audio:
         missing = [p for p in df["path"] if not Path(p).is_file()]
@@ -166,6 +157,32 @@ def load_metadata(
                 f"{root}: {len(missing)} listed audio file(s) are missing, e.g. {missing[:3]}. "
                 "Re-run `python download_data.py --force` to fetch the dataset again."
             )
+    return add_labels(df)
+
+
+def select_subset(df: pd.DataFrame, subset: str, *, source: str) -> pd.DataFrame:
+    """The rows of ``subset`` (see :func:`load_metadata`), sorted by fold and file name.
+
+    Raises:
+        DatasetError: an unknown subset, no ESC-10 row, or ``esc50`` on a partial table;
+            the message names ``source``.
+    """
+    if subset not in SUBSETS:
+        raise DatasetError(f"unknown subset {subset!r}; choose one of {SUBSETS}")
+    if subset == "esc10":
+        df = df.loc[df["esc10"]]
+        if df.empty:
+            raise DatasetError(f"{source}: no row is flagged esc10=True")
+    elif subset == "esc50" and df["target"].nunique() != ESC50_N_CLASSES:
+        raise DatasetError(
+            f"{source}: subset='esc50' asks for the full dataset, but the table has "
+            f"{df['target'].nunique()} classes; use subset='all' for a subset tree."
+        )
+    return df.sort_values(["fold", "filename"]).reset_index(drop=True)
+
+
+def add_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``label``: the rank of ``target`` among the table's targets (0..K-1)."""
     targets = np.sort(df["target"].unique())
     df["label"] = np.searchsorted(targets, df["target"].to_numpy())
     return df

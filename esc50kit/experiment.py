@@ -55,6 +55,7 @@ from .data import load_metadata, summarize
 from .features import FeatureConfig, Normalizer
 from .fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 from .models import ModelConfig, build_model, load_checkpoint_model
+from .packs import is_pack, read_pack
 from .profiles import Profile, get_profile
 from .splits import FoldSplit, assign_roles, audit, make_splits
 from .training import BEST, HISTORY, TrainConfig, fit, predict_proba
@@ -291,7 +292,8 @@ def run_experiment(
     """Run a mode end to end and write the run folder (see the module docstring).
 
     Args:
-        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
+        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``), or a feature pack
+            (``.npz``, :mod:`esc50kit.packs`) whose features match the profile's.
         artifacts_dir: where ``features/`` (the cache) and ``runs/`` live.
         mode: ``"cv"``, ``"validation"`` or ``"final"``; None takes the profile's
             (``quick``: ``final``, ``cpu-cv`` and ``full``: ``cv``).
@@ -320,7 +322,21 @@ def run_experiment(
     t_start = time.perf_counter()
     prof = get_profile(profile, overrides)
     mode = mode or prof.mode
-    df = load_metadata(data_dir, subset=subset)
+    packed = is_pack(data_dir)
+    if packed:  # features and table from one file; the audio is not needed
+        df, X_packed, pack_features = read_pack(data_dir, subset=subset)
+        if pack_features != prof.features:
+            raise ValueError(
+                f"{data_dir} holds features {pack_features.to_dict()}, but profile "
+                f"{prof.name!r} asks for {prof.features.to_dict()}; write a pack for it "
+                f"(python -m esc50kit pack --profile {prof.name} ...)")
+        if prof.training.variants:
+            raise ValueError(f"{data_dir} is a feature pack: it holds no audio to make the "
+                             f"{prof.training.variants} waveform variants per clip from; "
+                             "pass the dataset folder, or set training.variants=0")
+        df["row"] = np.arange(len(df))
+    else:
+        df = load_metadata(data_dir, subset=subset)
     names = _class_names(df)  # from every fold, so labels agree with runs on all folds
     dataset = summarize(df).kind
     if folds is not None:
@@ -359,9 +375,11 @@ def run_experiment(
     atomic_write_json(run_dir / "config.json", config)
 
     t_feat = time.perf_counter()
-    fs = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
-                         progress=progress)
-    X = fs.X  # (N, n_bins, frames), float16, row-aligned with df
+    if packed:
+        X = X_packed[df.pop("row").to_numpy()]  # the pack's rows of the folds used
+    else:
+        X = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
+                            progress=progress).X  # (N, n_bins, frames), float16, row-aligned with df
     V = None
     if prof.training.variants:
         # (N, copies, n_bins, frames): augmented copies of every clip, kept in the clip's

@@ -1,0 +1,110 @@
+"""Feature packs: a dataset's features and metadata in one file, to train where its audio is not.
+
+The feature cache is keyed by the audio files themselves, so it cannot move without
+them. A pack can: one ``.npz`` holding the metadata table (the official columns), the
+features of every clip (float16, row-aligned with the table), the feature configuration
+and the versions of the libraries that computed them. ESC-10 at the ``full`` profile's
+resolution, (128, 216) per clip, is about 22 MB, small enough to travel with the
+repository to a GPU machine that cannot see the audio::
+
+    python -m esc50kit pack --data ../shared/data/ESC-10 --profile full --out packs/esc10-full.npz
+    python benchmarks/train_cv.py --data packs/esc10-full.npz --profile full
+
+:func:`esc50kit.experiment.run_experiment` takes a pack wherever it takes a dataset
+folder; a profile whose features differ from the pack's is refused. Packs hold no
+waveforms, so profiles with waveform variants need the audio.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import DatasetError, ESC50_COLUMNS, add_labels, load_metadata, select_subset, validate_table
+from .features import FeatureConfig
+from .fileio import atomic_path
+
+PACK_SUFFIX = ".npz"
+PACK_VERSION = 1
+
+
+def is_pack(path: str | Path) -> bool:
+    """True when ``path`` is a file named ``*.npz`` (a dataset root is a folder)."""
+    path = Path(path).expanduser()
+    return path.suffix == PACK_SUFFIX and path.is_file()
+
+
+def write_pack(data_dir: str | Path, out: str | Path, *, features: FeatureConfig,
+               subset: str = "all", cache_dir: str | Path | None = "artifacts/features",
+               progress: bool = True) -> Path:
+    """Compute (or read from the cache) the features of a dataset and write them as a pack.
+
+    Args:
+        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
+        out: the pack file to write (``.npz``); written atomically.
+        features: the feature configuration (e.g. a profile's ``features``).
+        subset: ``"all"``, ``"esc10"`` or ``"esc50"``.
+        cache_dir: the feature cache to read and fill (None: compute without caching).
+        progress: a progress bar while features are computed.
+
+    Returns:
+        Path: ``out``.
+    """
+    from .cache import library_versions, load_or_compute
+
+    out = Path(out)
+    if out.suffix != PACK_SUFFIX:
+        raise ValueError(f"pack {out}: name it *{PACK_SUFFIX}")
+    df = load_metadata(data_dir, subset=subset)
+    X = load_or_compute(df, features, cache_dir=cache_dir, progress=progress).X  # (N, bins, frames)
+    table = df[list(ESC50_COLUMNS)].to_json(orient="records")
+    header = {"version": PACK_VERSION, "features": features.to_dict(),
+              "libraries": library_versions(features), "source": Path(data_dir).name,
+              "subset": subset}
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
+        np.savez(fh, X=X.astype(np.float16), table=np.array(table), header=np.array(json.dumps(header)))
+    return out
+
+
+def read_pack(path: str | Path, *, subset: str = "all") -> tuple[pd.DataFrame, np.ndarray, FeatureConfig]:
+    """Read a pack.
+
+    Args:
+        path: the ``.npz`` written by :func:`write_pack`.
+        subset: ``"all"``, ``"esc10"`` or ``"esc50"``, applied to the pack's rows.
+
+    Returns:
+        (df, X, features): the table (official columns plus ``label``, sorted by fold
+        and file name like :func:`esc50kit.data.load_metadata`), the features
+        ``X`` float16 of shape (N, n_bins, frames) (log-mel, MFCC) or (N, samples)
+        (waveform), row-aligned with it, and their
+        configuration.
+
+    Raises:
+        DatasetError: the file is not a readable pack, or its parts disagree; the
+            message names the file.
+    """
+    path = Path(path).expanduser()
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            X, table, header = npz["X"], str(npz["table"]), json.loads(str(npz["header"]))
+        df = pd.read_json(io.StringIO(table), orient="records", dtype={"src_file": str, "take": str})
+    except Exception as exc:  # numpy, zipfile and pandas raise many types for a damaged file
+        raise DatasetError(f"{path} is not a readable feature pack ({type(exc).__name__}: {str(exc)[:200]}); "
+                           "write it again with `python -m esc50kit pack`") from exc
+    if header.get("version") != PACK_VERSION:
+        raise DatasetError(f"{path}: pack version {header.get('version')!r}, this esc50kit reads "
+                           f"version {PACK_VERSION}; write it again with `python -m esc50kit pack`")
+    if X.ndim < 2 or len(X) != len(df):
+        raise DatasetError(f"{path}: {len(df)} table rows but features of shape {X.shape}; "
+                           "the pack is damaged, write it again")
+    df["src_file"] = df["src_file"].astype(str)
+    df["take"] = df["take"].astype(str)
+    validate_table(df, source=str(path))
+    df["row"] = np.arange(len(df))
+    df = select_subset(df, subset, source=str(path))
+    X = X[df.pop("row").to_numpy()]
+    return add_labels(df), X, FeatureConfig.from_dict(header["features"])
