@@ -174,7 +174,7 @@ def _space_dicts(space: Sequence[Param]) -> list[dict]:
 
 def _trial_line(trial: dict, n_trials: int, best: float) -> str:
     params = ", ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial["params"].items())
-    return (f"trial {trial['trial'] + 1}/{n_trials} ({trial['origin']}): {params} -> "
+    return (f"trial {trial['trial']} ({trial['trial'] + 1} of {n_trials}, {trial['origin']}): {params} -> "
             f"{trial['score']:.3f} (best so far {best:.3f}; {trial['seconds']:.0f} s)")
 
 

@@ -80,7 +80,7 @@ def test_search_runs_on_the_search_folds_only_and_resumes(writable_root, tmp_pat
               artifacts_dir=tmp_path, overrides={"training.epochs": 1}, log=lines.append)
     table = run_search(writable_root, n_trials=3, **kw)
     assert len(table) == 3 and len(lines) == 3
-    assert lines[0].startswith("trial 1/3 (profile): lr=0.003, mixup_alpha=0.2 -> ")
+    assert lines[0].startswith("trial 0 (1 of 3, profile): lr=0.003, mixup_alpha=0.2 -> ")
     assert sorted(table["origin"]) == ["gp", "profile", "random"]
     assert table["score"].is_monotonic_decreasing
     trials = json.loads((tmp_path / "search" / "s" / "trials.json").read_text())
@@ -95,7 +95,7 @@ def test_search_runs_on_the_search_folds_only_and_resumes(writable_root, tmp_pat
     # a rerun with more trials runs only the new one and keeps the old ones as they were
     lines.clear()
     table = run_search(writable_root, n_trials=4, **kw)
-    assert len(table) == 4 and len(lines) == 1 and lines[0].startswith("trial 4/4 (gp)")
+    assert len(table) == 4 and len(lines) == 1 and lines[0].startswith("trial 3 (4 of 4, gp)")
     assert json.loads((tmp_path / "search" / "s" / "trials.json").read_text())[:3] == trials
     assert len(list((tmp_path / "runs").iterdir())) == 4
     with pytest.raises(ValueError, match="other settings.*space"):
