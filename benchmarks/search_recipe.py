@@ -5,8 +5,10 @@
 Each trial is a cross-validation over ``--folds`` (default 1 2 3 4; the other folds are
 never loaded) and is scored by the accuracy pooled over its held-out folds
 (:mod:`esc50kit.search`). Trial 0 is the profile itself; then ``--initial`` random
-trials, then a Gaussian process with expected improvement. Rerun the same command to
-continue an interrupted search, or with a larger ``--trials`` to extend it.
+trials, then a Gaussian process with expected improvement. ``--seeds N`` scores each
+trial by the mean of N runs (on ESC-10 one seed moves a score as much as the settings
+do). Rerun the same command to continue an interrupted search, or with a larger
+``--trials`` to extend it.
 
 The last lines give the best trial as ``--set`` flags for ``benchmarks/train_cv.py``,
 to confirm it with another seed on the same folds before any test fold sees it.
@@ -30,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4], metavar="F",
                    help="search folds; leave at least one fold out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="runs per trial (seeds --seed, --seed + 1, ...); a trial scores their mean")
     p.add_argument("--name", default=None, help="search folder name (reuse to continue)")
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--subset", default="all", choices=("all", "esc10", "esc50"))
@@ -58,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     print(f"search space: " + ", ".join(f"{p.key} ({p.kind} {p.low}..{p.high})" if p.kind != "choice"
                                         else f"{p.key} (one of {list(p.choices)})" for p in DEFAULT_SPACE))
-    print(f"profile {args.profile}, search folds {args.folds}, seed {args.seed}, "
+    print(f"profile {args.profile}, search folds {args.folds}, seed {args.seed}"
+          + (f" to {args.seed + args.seeds - 1} (mean per trial)" if args.seeds > 1 else "") + ", "
           f"torch threads {torch.get_num_threads()}", flush=True)
     t0 = time.perf_counter()
     table = run_search(args.data, profile=args.profile, n_trials=args.trials, n_initial=args.initial,
-                       folds=args.folds, seed=args.seed, name=args.name, artifacts_dir=args.artifacts,
+                       folds=args.folds, seed=args.seed, seeds=args.seeds, name=args.name, artifacts_dir=args.artifacts,
                        overrides=overrides_from(args), subset=args.subset,
                        log=lambda line: print(line, flush=True))
     print(f"\n{len(table)} trials, best first ({time.perf_counter() - t0:.0f} s in this call):")
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbest: trial {best['trial']} ({best['origin']}), score {best['score']:.3f} "
           f"(the profile itself: {table.loc[table['trial'] == 0, 'score'].iloc[0]:.3f})")
     print(f"confirm with another seed: python benchmarks/train_cv.py --data {args.data} "
-          f"--profile {args.profile} --folds {' '.join(map(str, args.folds))} --seed {args.seed + 1} {flags}")
+          f"--profile {args.profile} --folds {' '.join(map(str, args.folds))} "
+          f"--seed {args.seed + args.seeds} {flags}")
     print(f"best search score: {best['score']:.4f}")
     return 0
 

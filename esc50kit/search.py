@@ -10,8 +10,10 @@ The first ``n_initial`` trials draw settings at random; after that a Gaussian pr
 (scikit-learn, Matern kernel plus noise) is fitted to the scores seen so far and the
 next trial is the candidate with the highest expected improvement. Every trial uses the
 same seed, so two recipes are compared on the same initialisation, shuffling and
-augmentation draws (common random numbers); the seed noise is still there, so confirm
-the winner with another seed before adopting it.
+augmentation draws (common random numbers). The seed noise is still there: on ESC-10 one
+seed moves a trial's score as much as the settings do, so give each trial several seeds
+(``seeds=3`` scores it by the mean of three runs) or confirm the winner with other seeds
+before adopting it.
 
 The search keeps its record in ``<artifacts>/search/<name>/``: ``search.json`` (the
 profile, space, folds and seed; a rerun with other ones is refused) and ``trials.json``
@@ -37,6 +39,7 @@ from .fileio import atomic_write_json
 from .profiles import get_profile
 
 SEARCH_DIRNAME = "search"
+_SETUP_DEFAULTS = {"seeds": 1}  # settings added later: what a search written before them used
 KINDS = ("float", "log", "int", "choice")
 
 
@@ -174,8 +177,10 @@ def _space_dicts(space: Sequence[Param]) -> list[dict]:
 
 def _trial_line(trial: dict, n_trials: int, best: float) -> str:
     params = ", ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial["params"].items())
+    seeds = trial.get("seed_scores")
+    per_seed = f" = mean of {', '.join(f'{x:.3f}' for x in seeds)}" if seeds else ""
     return (f"trial {trial['trial']} ({trial['trial'] + 1} of {n_trials}, {trial['origin']}): {params} -> "
-            f"{trial['score']:.3f} (best so far {best:.3f}; {trial['seconds']:.0f} s)")
+            f"{trial['score']:.3f}{per_seed} (best so far {best:.3f}; {trial['seconds']:.0f} s)")
 
 
 def _fmt(value: Any) -> str:
@@ -202,6 +207,7 @@ def run_search(
     n_initial: int = 5,
     folds: Sequence[int] = (1, 2, 3, 4),
     seed: int = 0,
+    seeds: int = 1,
     name: str | None = None,
     artifacts_dir: str | Path = "artifacts",
     overrides: dict[str, Any] | None = None,
@@ -221,8 +227,11 @@ def run_search(
         folds: the search folds; at least one fold of the data must be left out, so that
             something stays unseen by the search.
         seed: the training seed of every trial, and the search's own random draws.
+        seeds: runs per trial, with seeds ``seed .. seed + seeds - 1``; the trial's score
+            is the mean of theirs.
         name: the search's folder under ``<artifacts>/search/`` (default:
-            ``<profile>-folds<...>-seed<seed>``); trial runs are ``search-<name>-t<k>``.
+            ``<profile>-folds<...>-seed<seed>``); trial runs are ``search-<name>-t<k>``
+            (``...-t<k>-s<seed>`` with several seeds).
         overrides: fixed changes to the profile applied to every trial.
         subset: ``"all"``, ``"esc10"`` or ``"esc50"``.
         keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt`` (only
@@ -242,6 +251,8 @@ def run_search(
     space = tuple(space)
     if not space:
         raise ValueError("space is empty: give at least one Param to search")
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds}: give 1 or more runs per trial")
     folds = sorted({int(f) for f in folds})
     all_folds = sorted(int(f) for f in load_metadata(data_dir, subset=subset)["fold"].unique())
     if not set(all_folds) - set(folds):
@@ -257,12 +268,12 @@ def run_search(
     name = name or f"{base.name}-folds{''.join(map(str, folds))}-seed{seed}"
     out = Path(artifacts_dir) / SEARCH_DIRNAME / name
     setup = {"profile": base.to_dict(), "space": _space_dicts(space), "folds": folds,
-             "seed": seed, "subset": subset, "n_initial": n_initial,
+             "seed": seed, "seeds": seeds, "subset": subset, "n_initial": n_initial,
              "data_dir": str(Path(data_dir).expanduser().resolve())}
     setup = json.loads(json.dumps(setup, default=str))
     if (out / "search.json").is_file():
         old = json.loads((out / "search.json").read_text())
-        diff = [k for k in setup if k != "data_dir" and old.get(k) != setup[k]]
+        diff = [k for k in setup if k != "data_dir" and old.get(k, _SETUP_DEFAULTS.get(k)) != setup[k]]
         if diff:
             raise ValueError(f"{out} holds a search with other settings (differs in {diff}); "
                              "pass another name, or delete the folder to start over")
@@ -282,19 +293,27 @@ def run_search(
             params = {p.key: p.from_unit(ui) for p, ui in zip(space, u)}
             origin = "random" if k < n_initial else "gp"
         t0 = time.perf_counter()
-        run = run_experiment(data_dir, artifacts_dir=artifacts_dir, mode="cv", profile=base,
-                             overrides=params, seed=seed, run_name=f"search-{name}-t{k:03d}",
-                             progress=False, subset=subset, folds=folds)
-        if not keep_last_checkpoints:
-            for last in run.run_dir.glob("*/checkpoint_last.pt"):
-                last.unlink()
-        m = run.metrics
+        runs = []
+        for run_seed in range(seed, seed + seeds):
+            run_name = f"search-{name}-t{k:03d}" + (f"-s{run_seed}" if seeds > 1 else "")
+            run = run_experiment(data_dir, artifacts_dir=artifacts_dir, mode="cv", profile=base,
+                                 overrides=params, seed=run_seed, run_name=run_name,
+                                 progress=False, subset=subset, folds=folds)
+            if not keep_last_checkpoints:
+                for last in run.run_dir.glob("*/checkpoint_last.pt"):
+                    last.unlink()
+            runs.append(run)
+        splits = [s for run in runs for s in run.metrics["splits"]]
         trial = {"trial": k, "origin": origin, "params": params,
-                 "score": float(m["overall_accuracy"]),
-                 "val_mean": float(np.mean([s["val_accuracy"] for s in m["splits"]])),
-                 "per_fold": {str(s["test_fold"]): s["test_accuracy"] for s in m["splits"]},
+                 "score": float(np.mean([run.metrics["overall_accuracy"] for run in runs])),
+                 "val_mean": float(np.mean([s["val_accuracy"] for s in splits])),
+                 "per_fold": {str(f): float(np.mean([s["test_accuracy"] for s in splits
+                                                     if s["test_fold"] == f])) for f in folds},
                  "seconds": time.perf_counter() - t0,
-                 "run_dir": str(Path(RUNS_DIRNAME) / run.run_dir.name)}
+                 "run_dir": str(Path(RUNS_DIRNAME) / runs[0].run_dir.name)}
+        if seeds > 1:
+            trial["seed_scores"] = [float(run.metrics["overall_accuracy"]) for run in runs]
+            trial["run_dirs"] = [str(Path(RUNS_DIRNAME) / run.run_dir.name) for run in runs]
         trials.append(trial)
         atomic_write_json(trials_path, trials)
         if log:

@@ -119,3 +119,35 @@ def test_default_space_holds_the_cpu_recipe():
         value = getattr(prof.training, p.key.split(".")[1])
         assert p.low <= value <= p.high, p.key  # trial 0 lies inside the space
     assert trials_frame([]).empty
+
+
+def test_several_seeds_per_trial_score_their_mean(synthetic_root, tmp_path):
+    space = (Param("training.lr", "log", 1e-3, 1e-2),)
+    lines: list[str] = []
+    kw = dict(profile="tiny", space=space, n_initial=2, folds=(1, 2, 3), name="m", seed=3,
+              artifacts_dir=tmp_path, overrides={"training.epochs": 1}, log=lines.append)
+    run_search(synthetic_root, n_trials=2, seeds=2, **kw)
+    trials = json.loads((tmp_path / "search" / "m" / "trials.json").read_text())
+    for t in trials:
+        assert len(t["seed_scores"]) == 2 and t["score"] == pytest.approx(np.mean(t["seed_scores"]))
+        assert [p.split("/")[-1] for p in t["run_dirs"]] == [f"search-m-t{t['trial']:03d}-s3",
+                                                            f"search-m-t{t['trial']:03d}-s4"]
+        seeds = [json.loads((tmp_path / r / "config.json").read_text())["seed"] for r in t["run_dirs"]]
+        assert seeds == [3, 4] and set(t["per_fold"]) == {"1", "2", "3"}
+    assert " = mean of " in lines[0]
+    with pytest.raises(ValueError, match="differs in.*seeds"):
+        run_search(synthetic_root, n_trials=3, seeds=1, **kw)
+    with pytest.raises(ValueError, match="seeds=0"):
+        run_search(synthetic_root, n_trials=3, seeds=0, **kw)
+
+
+def test_a_search_written_before_the_seeds_setting_still_resumes(synthetic_root, tmp_path):
+    kw = dict(profile="tiny", space=(Param("training.lr", "log", 1e-3, 1e-2),), n_initial=2,
+              folds=(1, 2, 3), name="old", artifacts_dir=tmp_path, overrides={"training.epochs": 1},
+              log=None)
+    run_search(synthetic_root, n_trials=1, **kw)
+    setup_path = tmp_path / "search" / "old" / "search.json"
+    setup = json.loads(setup_path.read_text())
+    del setup["seeds"]  # as an earlier esc50kit wrote it
+    setup_path.write_text(json.dumps(setup))
+    assert len(run_search(synthetic_root, n_trials=2, **kw)) == 2
