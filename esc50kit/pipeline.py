@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fileio import atomic_write_json, atomic_write_text
+from .fileio import atomic_path, atomic_write_json, atomic_write_text
 
 NOTEBOOKS = ("01_EDA", "02_Preprocessing", "03_Modeling", "04_Evaluation")
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -70,6 +71,28 @@ def error_cells(notebook: Path) -> list[int]:
         i for i, c in enumerate(nb.cells)
         if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))
     ]
+
+
+def portable_path(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` where it can be (another drive on Windows: absolute)."""
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:
+        return str(path)
+
+
+def _relative_papermill_paths(notebook: Path) -> None:
+    """Papermill records its input and output paths absolute; keep them relative to the
+    working directory instead, so a committed report names no machine's folders."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key) and Path(meta[key]).is_absolute():
+            meta[key] = portable_path(Path(meta[key]), Path.cwd())
+    with atomic_path(notebook) as tmp:
+        nbformat.write(nb, tmp)
 
 
 def _run_one(name: str, src: Path, out: Path, params: dict, cwd: Path, timeout: int | None) -> None:
@@ -131,9 +154,11 @@ def run_chain(
     log = log or functools.partial(print, flush=True)
     notebook_dir = Path(notebook_dir).resolve()
     out_dir = Path(out_dir).resolve()
-    common = {
-        "data_dir": str(Path(data_dir).expanduser().resolve()),
-        "artifacts_dir": str(Path(artifacts_dir).expanduser().resolve()),
+    data_abs = Path(data_dir).expanduser().resolve()
+    artifacts_abs = Path(artifacts_dir).expanduser().resolve()
+    common = {  # relative to the folder the notebooks run in: reports carry no machine's paths
+        "data_dir": portable_path(data_abs, notebook_dir),
+        "artifacts_dir": portable_path(artifacts_abs, notebook_dir),
         "profile": profile,
         # Headless: widgets show their static version and progress bars stay quiet.
         "interactive": False,
@@ -163,13 +188,15 @@ def run_chain(
         try:
             _run_one(name, src, out, params, notebook_dir, cell_timeout)
         finally:
+            if out.is_file():
+                _relative_papermill_paths(out)
             result.seconds[name] = round(time.perf_counter() - t0, 1)
             if html and out.is_file():
                 result.html.append(render_html(out, out.with_suffix(".html")))
         result.notebooks.append(out)
         log(f"[{i}/{len(sources)}] {name} done in {result.seconds[name]:.1f} s -> {out}")
     result.summary = write_summary(
-        out_dir, data_dir=common["data_dir"], artifacts_dir=common["artifacts_dir"],
+        out_dir, data_dir=str(data_abs), artifacts_dir=str(artifacts_abs),
         profile=profile, parameters=extra, seconds=result.seconds,
         total_seconds=time.perf_counter() - t_chain,
     )
@@ -190,7 +217,7 @@ def write_summary(
     from .data import load_metadata, summarize
 
     summary: dict = {
-        "data_dir": data_dir,
+        "data_dir": portable_path(Path(data_dir), Path.cwd()),
         "dataset": str(summarize(load_metadata(data_dir, check_audio=False))),
         "profile": profile,
         "parameters": parameters,
@@ -205,7 +232,7 @@ def write_summary(
     atomic_write_json(out_dir / "summary.json", summary)
     lines = [
         "# esc50kit run summary", "",
-        f"- dataset: {summary['dataset']} ({data_dir})",
+        f"- dataset: {summary['dataset']} ({summary['data_dir']})",
         f"- profile: {profile}",
     ]
     if summary.get("accuracy") is not None:
@@ -226,7 +253,7 @@ def _run_metrics(artifacts_dir: Path, run_name: str) -> dict:
     metrics = json.loads(path.read_text())
     acc = metrics.get("accuracy", {})
     return {
-        "run_dir": str(path.parent),
+        "run_dir": portable_path(path.parent, Path.cwd()),
         "scored_role": metrics.get("scored_role"),
         "accuracy": metrics.get("overall_accuracy"),
         "cv_mean": acc.get("mean") if acc.get("n", 0) > 1 else None,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -51,10 +53,18 @@ def test_unknown_parameter_is_refused(synthetic_root, tmp_path):
 def chain(synthetic_root, tmp_path_factory):
     """The whole chain, headless, on the synthetic tree with the seconds-long profile."""
     base = tmp_path_factory.mktemp("chain")
-    result = run_chain(
-        data_dir=synthetic_root, profile="tiny", out_dir=base / "reports",
-        artifacts_dir=base / "artifacts", parameters={"demo_epochs": 2, "mode": "final"},
-    )
+    # laid out like a checkout (notebooks/, artifacts/, reports/) and run from its top,
+    # as `make reports` does, so the reports' relative paths can be checked
+    shutil.copytree(NOTEBOOK_DIR, base / "notebooks")
+    here = os.getcwd()
+    os.chdir(base)
+    try:
+        result = run_chain(
+            data_dir=synthetic_root, profile="tiny", out_dir="reports", artifacts_dir="artifacts",
+            notebook_dir="notebooks", parameters={"demo_epochs": 2, "mode": "final"},
+        )
+    finally:
+        os.chdir(here)
     return base, result
 
 
@@ -70,6 +80,20 @@ def test_chain_writes_four_clean_reports(chain):
     assert 0.0 <= summary["accuracy"] <= 1.0
     assert summary["profile"] == "tiny"
     assert "accuracy" in (base / "reports" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_reports_name_no_machine_specific_folders(chain, synthetic_root):
+    """Paths in the reports are relative (to the notebooks' folder or the working
+    directory), so a committed report does not carry the folders of the machine it ran on."""
+    base, result = chain
+    for path in [*result.notebooks, base / "reports" / "summary.md", base / "reports" / "summary.json"]:
+        text = path.read_text()
+        # the tests' temporary root holds both base and the data; pandas cuts long cells
+        for folder in (synthetic_root.parent.parent, Path(__file__).resolve().parents[1]):
+            assert str(folder) not in text, f"{path.name} names {folder}"
+    params = nbformat.read(str(result.notebooks[2]), as_version=4).metadata["papermill"]["parameters"]
+    assert not Path(params["data_dir"]).is_absolute() and not Path(params["artifacts_dir"]).is_absolute()
 
 
 @pytest.mark.slow
