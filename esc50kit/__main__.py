@@ -69,13 +69,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _pack(args: argparse.Namespace) -> int:
     from .data import DatasetError
+    from .experiment import FEATURES_DIRNAME
     from .packs import write_pack
     from .profiles import get_profile
 
     try:
         features = get_profile(args.profile).features
         out = write_pack(args.data, args.out, features=features, subset=args.subset,
-                         cache_dir=Path(args.artifacts) / "features")
+                         cache_dir=Path(args.artifacts) / FEATURES_DIRNAME)
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

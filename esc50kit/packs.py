@@ -37,6 +37,11 @@ def is_pack(path: str | Path) -> bool:
     return path.suffix == PACK_SUFFIX and path.is_file()
 
 
+def load_table(data: str | Path, *, subset: str = "all") -> pd.DataFrame:
+    """The metadata table of a dataset folder or of a pack (see :func:`read_pack`)."""
+    return read_pack(data, subset=subset)[0] if is_pack(data) else load_metadata(data, subset=subset)
+
+
 def write_pack(data_dir: str | Path, out: str | Path, *, features: FeatureConfig,
                subset: str = "all", cache_dir: str | Path | None = "artifacts/features",
                progress: bool = True) -> Path:

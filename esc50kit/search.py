@@ -218,7 +218,7 @@ def run_search(
     """Search ``space`` on the search folds and return every trial, best first.
 
     Args:
-        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
+        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``) or a feature pack.
         profile: the recipe searched around; trial 0 is the profile itself.
         space: the settings searched (override keys of ``profile``).
         n_trials: trials in all, including those a previous call finished.
@@ -245,8 +245,8 @@ def run_search(
         ValueError: the folds cover the whole dataset, a space key is not a setting of
             the profile, or the search folder holds a search with other settings.
     """
-    from .data import load_metadata
     from .experiment import RUNS_DIRNAME, run_experiment
+    from .packs import load_table
 
     space = tuple(space)
     if not space:
@@ -254,7 +254,7 @@ def run_search(
     if seeds < 1:
         raise ValueError(f"seeds={seeds}: give 1 or more runs per trial")
     folds = sorted({int(f) for f in folds})
-    all_folds = sorted(int(f) for f in load_metadata(data_dir, subset=subset)["fold"].unique())
+    all_folds = sorted(int(f) for f in load_table(data_dir, subset=subset)["fold"].unique())
     if not set(all_folds) - set(folds):
         raise ValueError(
             f"folds={folds} cover every fold of {data_dir}: the search would choose on the "

@@ -74,3 +74,13 @@ def test_the_pack_command_writes_a_pack(synthetic_root, tmp_path, capsys):
     assert read_pack(out)[2] == TINY
     assert cli(["pack", "--data", str(tmp_path / "nowhere"), "--profile", "tiny", "--out", str(out)]) == 2
     assert "nowhere" in capsys.readouterr().err and read_pack(out)[2] == TINY  # the old pack is kept
+
+
+def test_a_search_runs_on_a_pack(synthetic_root, tmp_path):
+    from esc50kit.search import Param, run_search
+
+    pack = write_pack(synthetic_root, tmp_path / "p.npz", features=TINY, cache_dir=None, progress=False)
+    table = run_search(pack, profile="tiny", space=(Param("training.lr", "log", 1e-3, 1e-2),),
+                       n_trials=1, folds=(1, 2, 3), artifacts_dir=tmp_path,
+                       overrides={"training.epochs": 1}, log=None)
+    assert len(table) == 1 and 0.0 <= table["score"].iloc[0] <= 1.0
