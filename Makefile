@@ -17,6 +17,9 @@ DEST    ?= data
 PROFILE ?= quick
 OUT     ?= reports/latest
 PYTEST_ARGS ?=
+# Free disk that a new environment needs: torch with its CUDA libraries fills 6.4 GiB,
+# and a fresh clone's whole CI run peaked at 7.9 GiB (measured 2026-11-22).
+NEED_GIB ?= 8
 
 .PHONY: run test env data reports clean-artifacts
 
@@ -24,6 +27,11 @@ env: $(VENV)/.installed
 
 # Re-installs only when the dependency lists change.
 $(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -c 'import os, shutil, sys; \
+	  where = os.path.dirname(os.path.abspath("$(VENV)")); free = shutil.disk_usage(where).free / 2**30; \
+	  free >= $(NEED_GIB) or sys.exit(f"make: only {free:.1f} GiB free on the disk of {where}; creating $(VENV) " \
+	  "(torch with its CUDA libraries) needs about $(NEED_GIB) GiB. Free some space, or put the environment " \
+	  "on a larger disk: make test VENV=/larger/disk/esc50kit-venv")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
