@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=JSON",
                    help="any override, e.g. --set training.lr=0.001 --set features.n_mels=96")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--keep-last-checkpoints", action="store_true",
+                   help="keep each finished split's checkpoint_last.pt (optimizer state)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             args.data, artifacts_dir=args.artifacts, mode=args.mode, profile=args.profile,
             overrides=overrides_from(args), seed=seed, run_name=name,
             progress=not args.no_progress, subset=args.subset,
-            val_offset=offset, folds=args.folds))
+            val_offset=offset, folds=args.folds,
+            keep_last_checkpoints=args.keep_last_checkpoints))
     return report(results, wall=time.perf_counter() - t0, threads=torch.get_num_threads(),
                   folds=args.folds)
 

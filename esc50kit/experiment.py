@@ -24,7 +24,9 @@ Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
         summary.md         the figures above as a short report
         <split name>/      e.g. ``test5-val4`` (see :class:`esc50kit.splits.FoldSplit`)
             checkpoint_best.pt   model state, model_config, train_config, epoch, val_acc
-            checkpoint_last.pt   + optimizer, scheduler, grad scaler and RNG states, history
+            checkpoint_last.pt   + optimizer, scheduler, grad scaler and RNG states, history;
+                                 only while the split trains (deleted once it is done,
+                                 unless ``keep_last_checkpoints``)
             history.csv          epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
             normalizer.json      per-bin mean/std fitted on this split's training rows
             predictions.csv      validation and test clips scored by the best checkpoint
@@ -32,7 +34,9 @@ Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
             metrics.json         this split's figures (written last: marks the split done)
 
 Running again with the same ``run_name`` resumes: finished splits are read back, an
-interrupted split continues from its ``checkpoint_last.pt``.
+interrupted split continues from its ``checkpoint_last.pt``. A finished split never reads
+that file again, and it is the bulk of a run folder (the optimizer state doubles the
+weights), so it is deleted when the split's ``metrics.json`` is written.
 """
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ from .models import ModelConfig, build_model, load_checkpoint_model
 from .packs import is_pack, read_pack
 from .profiles import Profile, get_profile
 from .splits import FoldSplit, assign_roles, audit, make_splits
-from .training import BEST, HISTORY, TrainConfig, fit, predict_proba
+from .training import BEST, HISTORY, LAST, TrainConfig, fit, predict_proba
 from .variants import VariantSpec
 
 RUNS_DIRNAME = "runs"
@@ -288,6 +292,7 @@ def run_experiment(
     subset: str = "all",
     val_offset: int = 1,
     folds: Sequence[int] | None = None,
+    keep_last_checkpoints: bool = False,
 ) -> RunResult:
     """Run a mode end to end and write the run folder (see the module docstring).
 
@@ -311,6 +316,9 @@ def run_experiment(
             loaded, so ``cv`` over folds 1-4 is an inner cross-validation that compares
             recipes without touching fold 5: its "test" folds are validation folds of
             the outer protocol.
+        keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``
+            (optimizer and RNG states: only needed to train a finished split further);
+            ``checkpoint_best.pt``, which scoring and ``predict`` use, is always kept.
 
     Returns:
         RunResult: the run folder, loaded.
@@ -401,6 +409,8 @@ def run_experiment(
                 split, df=df, X=X, V=V, names=names, model_config=model_config,
                 train_config=prof.training, features=prof.features, split_dir=split_dir,
                 seed=seed, progress=progress)
+            if not keep_last_checkpoints:  # done: metrics.json marks it, resume never reads it
+                (split_dir / LAST).unlink(missing_ok=True)
         if progress:
             from tqdm.auto import tqdm
 

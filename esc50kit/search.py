@@ -298,10 +298,8 @@ def run_search(
             run_name = f"search-{name}-t{k:03d}" + (f"-s{run_seed}" if seeds > 1 else "")
             run = run_experiment(data_dir, artifacts_dir=artifacts_dir, mode="cv", profile=base,
                                  overrides=params, seed=run_seed, run_name=run_name,
-                                 progress=False, subset=subset, folds=folds)
-            if not keep_last_checkpoints:
-                for last in run.run_dir.glob("*/checkpoint_last.pt"):
-                    last.unlink()
+                                 progress=False, subset=subset, folds=folds,
+                                 keep_last_checkpoints=keep_last_checkpoints)
             runs.append(run)
         splits = [s for run in runs for s in run.metrics["splits"]]
         trial = {"trial": k, "origin": origin, "params": params,

@@ -274,8 +274,9 @@ def test_experiment_writes_the_run_folder_contract(tiny_run):
     assert len(config["splits"]) == 5
     for s in config["splits"]:
         d = run / s["name"]
-        for name in (LAST, BEST, HISTORY, "normalizer.json", "predictions.csv", "metrics.json"):
+        for name in (BEST, HISTORY, "normalizer.json", "predictions.csv", "metrics.json"):
             assert (d / name).is_file(), (s["name"], name)
+        assert not (d / LAST).exists(), "a finished split keeps no optimizer state"
         pred = pd.read_csv(d / "predictions.csv")
         assert set(pred.loc[pred.role == "test", "fold"]) == {s["test_fold"]}
         assert set(pred.loc[pred.role == "val", "fold"]) == {s["val_fold"]}
@@ -307,6 +308,20 @@ def test_run_can_be_loaded_and_predicts_like_it_recorded(tiny_run, synthetic_roo
     recorded = pd.read_csv(loaded.run_dir / split / "predictions.csv")
     recorded = recorded[recorded.role == "test"]
     np.testing.assert_allclose(probs, recorded[[f"prob_{c}" for c in names]].to_numpy(), atol=1e-3)
+
+
+def test_an_interrupted_split_resumes_from_its_last_checkpoint_then_drops_it(synthetic_root, tmp_path):
+    kw = dict(artifacts_dir=tmp_path, mode="final", profile="tiny", run_name="r",
+              overrides={"training.epochs": 2}, progress=False)
+    kept = run_experiment(synthetic_root, keep_last_checkpoints=True, **kw)
+    split_dir = kept.run_dir / kept.config["splits"][0]["name"]
+    assert (split_dir / LAST).is_file()
+    (split_dir / "metrics.json").unlink()  # as if stopped after its last epoch
+    again = run_experiment(synthetic_root, **kw)
+    split = again.metrics["splits"][0]
+    assert split["resumed_from"] == 2  # went on from the checkpoint, did not start over
+    assert split["test_accuracy"] == kept.metrics["splits"][0]["test_accuracy"]
+    assert not (split_dir / LAST).exists() and (split_dir / BEST).is_file()
 
 
 def test_rerun_with_same_name_resumes_and_other_config_is_refused(tiny_run, synthetic_root):
