@@ -37,7 +37,11 @@ listed WAV must match the marker, so a deleted, truncated or edited file is noti
 the run stops with a message rather than fetching again over it (``force=True`` does).
 
 Nothing half-done ever counts as valid. Downloads go to ``<archive>.part`` and are
-renamed when complete; an interrupted transfer resumes with an HTTP Range request. Archives
+renamed when complete; an interrupted transfer resumes with an HTTP Range request, guarded
+by ``If-Range`` with the validator (a strong ETag, else Last-Modified) of the first
+response, kept beside the partial file in ``<archive>.part.json``: a server whose file
+changed in between sends the new file whole instead of a tail to splice onto the old
+bytes, and a 206 whose ETag differs from the saved one is discarded too. Archives
 are extracted, and folders copied, into a hidden staging folder of ``dest``
 (``.esc50kit-tmp-*``), verified there, marked, and only then renamed into place. A
 staging folder left by a killed run is removed by the next run, so two runs must not share
@@ -71,6 +75,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from . import __version__
+from .fileio import atomic_write_json
 from .data import (
     AUDIO_DIRNAME,
     CLIPS_PER_CLASS,
@@ -164,16 +169,59 @@ def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
     return start, (int(total) if total.isdigit() else None)
 
 
+def _validator_path(part: Path) -> Path:
+    """``x.zip.part`` -> ``x.zip.part.json``: which file (URL and validator) ``part`` holds."""
+    return part.with_name(part.name + ".json")
+
+
+def _discard(part: Path) -> None:
+    """Delete a partial download and the record of what it holds."""
+    part.unlink(missing_ok=True)
+    _validator_path(part).unlink(missing_ok=True)
+
+
+def _response_validator(headers) -> dict[str, str]:
+    """The headers that identify one version of a resource, as If-Range can use them:
+    a strong ETag, else Last-Modified (weak ETags cannot guard a range, RFC 9110 13.1.5)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return {"etag": etag}
+    modified = headers.get("Last-Modified")
+    return {"last_modified": modified} if modified else {}
+
+
+def _saved_validator(part: Path, url: str) -> dict[str, str] | None:
+    """What ``part`` was fetched as, or None when nothing was recorded (a server that sent
+    no validator, or a partial file from an esc50kit without the record). A record for
+    another URL means the bytes belong to another file: they are discarded."""
+    path = _validator_path(part)
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("url") != url:
+        logger.warning("%s was fetched from another URL (or its record %s is unreadable); "
+                       "starting it over", part, path.name)
+        _discard(part)
+        return None
+    return {k: saved[k] for k in ("etag", "last_modified") if isinstance(saved.get(k), str)}
+
+
 def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progress: bool) -> bool:
     """One HTTP request that appends to ``part``. Returns True when ``part`` is complete.
 
     Returns False when the transfer stopped early (the caller retries and resumes).
     Raises urllib/http.client/OS errors for the caller to classify.
     """
+    saved = _saved_validator(part, url) if part.exists() else None
     offset = _size(part)
     headers = {"User-Agent": USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if saved:  # the range only if the file is still the one we have the start of
+            headers["If-Range"] = saved.get("etag") or saved["last_modified"]
     try:
         request = urllib.request.Request(url, headers=headers)
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -185,18 +233,30 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progre
         _, total = _parse_content_range(exc.headers.get("Content-Range"))
         if total == offset:
             return True
-        part.unlink()
+        _discard(part)
         return False
     with response:
         status = getattr(response, "status", None) or 200  # file:// answers without a status
         length = response.headers.get("Content-Length")
         if status == 206:
             start, total = _parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:  # not the range asked for: discard and start over
-                part.unlink()
+            now = _response_validator(response.headers)
+            changed = bool(saved) and bool(now) and now != saved
+            if start != offset or changed:  # not the range, or not the file, asked for
+                if changed:
+                    logger.warning("%s changed on the server since %s was started "
+                                   "(%s, was %s); fetching it whole", url, part.name, now, saved)
+                _discard(part)
                 return False
         elif status == 200:
-            offset, total = 0, None  # a fresh transfer, or a server that ignores Range
+            # A fresh transfer; a server that ignores Range; or, answering If-Range, one
+            # whose file changed. Record which version these bytes are before writing any.
+            offset, total = 0, None
+            validator = _response_validator(response.headers)
+            if validator:
+                atomic_write_json(_validator_path(part), {"url": url, **validator})
+            else:
+                _validator_path(part).unlink(missing_ok=True)
         else:
             raise DownloadError(
                 f"{url} answered HTTP {status}, expected 200 or 206. {_OFFLINE_HINT}"
@@ -213,7 +273,7 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progre
     if expected is None:  # no length announced: a clean end of stream is the end of file
         return True
     if size > expected:  # more bytes than announced: nothing in this file can be trusted
-        part.unlink()
+        _discard(part)
         return False
     return size == expected
 
@@ -231,10 +291,14 @@ def download_file(
     """Download ``url`` to ``dest`` through ``dest.part``, resuming after interruptions.
 
     Bytes go to ``<dest>.part``; an existing partial file is continued with an HTTP
-    ``Range: bytes=N-`` request. A server that answers 206 is appended to; one that
-    ignores the range and answers 200 is written from the start; 416 means the partial
-    file is already complete (sizes agree) or stale (it is discarded). The finished file
-    is renamed to ``dest`` (atomic on one filesystem), so ``dest`` is never half-written.
+    ``Range: bytes=N-`` request, sent with ``If-Range: <validator>`` when the response
+    that started the file carried a strong ETag or a Last-Modified date (recorded, with
+    the URL, in ``<dest>.part.json``). A server that answers 206 is appended to, unless
+    its ETag or date differs from the record (then the partial file is discarded); one
+    that answers 200 (it ignores ranges, or the file changed) is written from the start;
+    416 means the partial file is already complete (sizes agree) or stale (it is
+    discarded). The finished file is renamed to ``dest`` (atomic on one filesystem), so
+    ``dest`` is never half-written, and the record is deleted.
 
     Args:
         url: an http(s) (or file) URL.
@@ -267,7 +331,7 @@ def download_file(
         except urllib.error.HTTPError as exc:
             if exc.code not in RETRY_HTTP_CODES:
                 if _size(part) == 0:
-                    part.unlink(missing_ok=True)
+                    _discard(part)
                 raise DownloadError(
                     f"{url} answered HTTP {exc.code} ({exc.reason}). Check the URL (the "
                     f"official archive is {URL}). {_OFFLINE_HINT}"
@@ -289,7 +353,7 @@ def download_file(
             failures += 1
         if failures > retries:
             if size == 0:
-                part.unlink(missing_ok=True)
+                _discard(part)
             kept = f" The {size:,} bytes received are kept in {part}; run again to resume."
             kept = kept if size else ""
             raise DownloadError(
@@ -301,6 +365,7 @@ def download_file(
                        reason, f"{size:,}", delay)
         time.sleep(delay)
     os.replace(part, dest)
+    _validator_path(part).unlink(missing_ok=True)
     return dest
 
 
@@ -788,7 +853,7 @@ def _prepare_from_url(url: str, dest: Path, *, force: bool, progress: bool) -> P
     archive = dest / ARCHIVE_NAME
     if force:
         archive.unlink(missing_ok=True)
-        archive.with_name(archive.name + ".part").unlink(missing_ok=True)
+        _discard(archive.with_name(archive.name + ".part"))
     elif target.exists():
         _use_existing(target, progress=progress)
         return target.resolve()

@@ -1,13 +1,17 @@
 """The download path against a local HTTP server on 127.0.0.1; no network.
 
 The server serves zips built from the synthetic tree and can be told to cut a transfer
-after N bytes or to ignore Range requests; corrupt and truncated archives and missing
-URLs are served as files of their own.
+after N bytes, to ignore Range or If-Range requests, to send an ETag, a Last-Modified date
+or no validator, and to change a file after a cut; corrupt and truncated archives and
+missing URLs are served as files of their own.
 """
 from __future__ import annotations
 
+import email.utils
 import filecmp
+import hashlib
 import io
+import json
 import os
 import socket
 import subprocess
@@ -43,6 +47,7 @@ from esc50kit.synthetic import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BLOB = np.random.default_rng(0).bytes(50_000)  # a small payload for the transfer properties
+BLOB2 = np.random.default_rng(1).bytes(61_000)  # what /blob.bin becomes when it "changes"
 
 
 def _zip_tree(root: Path, top: str) -> bytes:
@@ -64,8 +69,24 @@ class _Server:
 
     def reset(self) -> None:
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.if_ranges: list[str | None] = []  # the If-Range header of each request
         self.cut_after: int | None = None  # one shot: close after this many body bytes
         self.ignore_range = False
+        self.validator: str | None = None  # "etag", "last-modified" or None: what is sent
+        self.honour_if_range = True
+        self.then_serve: dict[str, bytes] = {}  # one shot: a cut path's new content
+        self.versions: dict[str, int] = {}
+
+    def etag(self, path: str) -> str:
+        return '"' + hashlib.sha256(self.files[path]).hexdigest()[:16] + '"'
+
+    def last_modified(self, path: str) -> str:
+        return email.utils.formatdate(1_700_000_000 + 60 * self.versions.get(path, 0), usegmt=True)
+
+    def current_validator(self, path: str) -> str | None:
+        if self.validator == "etag":
+            return self.etag(path)
+        return self.last_modified(path) if self.validator == "last-modified" else None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -79,10 +100,15 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             range_header = self.headers.get("Range")
             state.requests.append((self.path, range_header))
+            state.if_ranges.append(self.headers.get("If-Range"))
             body = state.files.get(self.path)
             if body is None:
                 self.send_error(404, "Not Found")
                 return
+            validator = state.current_validator(self.path)
+            if_range = self.headers.get("If-Range")
+            if if_range and state.honour_if_range and if_range != validator:
+                range_header = None  # RFC 9110: the file changed, send all of it
             start = 0
             if range_header and not state.ignore_range:
                 start = int(range_header.removeprefix("bytes=").split("-")[0])
@@ -98,10 +124,17 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
                 self.send_response(200)
             self.send_header("Content-Type", "application/zip")
             self.send_header("Content-Length", str(len(body) - start))
+            if state.validator == "etag":
+                self.send_header("ETag", validator)
+            elif state.validator == "last-modified":
+                self.send_header("Last-Modified", validator)
             self.end_headers()
             cut, state.cut_after = state.cut_after, None
             self.wfile.write(body[start:] if cut is None else body[start : start + cut])
             self.close_connection = True
+            if cut is not None and self.path in state.then_serve:  # changes between attempts
+                state.files[self.path] = state.then_serve.pop(self.path)
+                state.versions[self.path] = state.versions.get(self.path, 0) + 1
 
     return Handler
 
@@ -144,6 +177,7 @@ def http_server(synthetic_zip, subset_zip):
 @pytest.fixture
 def server(http_server):
     http_server.reset()
+    http_server.files["/blob.bin"] = BLOB
     return http_server
 
 
@@ -190,6 +224,53 @@ def test_any_cut_yields_an_identical_file(http_server, cut, ignore_range):
         assert os.listdir(tmp) == ["b.bin"]
     if cut:
         assert http_server.requests[1][1] == f"bytes={cut}-"
+
+
+def test_resume_asks_for_the_range_only_if_the_file_is_unchanged(server, tmp_path):
+    server.validator, server.cut_after = "etag", 1000
+    record = tmp_path / "b.bin.part.json"
+    out = download_file(server.url("/blob.bin"), tmp_path / "b.bin", backoff=0, progress=False)
+    assert out.read_bytes() == BLOB
+    assert server.requests == [("/blob.bin", None), ("/blob.bin", "bytes=1000-")]
+    assert server.if_ranges == [None, server.etag("/blob.bin")]
+    assert not record.exists() and os.listdir(tmp_path) == ["b.bin"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(1, len(BLOB) - 1), validator=st.sampled_from(["etag", "last-modified"]),
+       honour_if_range=st.booleans(), ignore_range=st.booleans(), changes=st.booleans())
+def test_a_file_that_changes_between_attempts_is_never_spliced(
+        http_server, cut, validator, honour_if_range, ignore_range, changes):
+    """Cut anywhere, then the server's file changes (or not) before the resume: whether the
+    server honours Range and If-Range or not, the result is exactly one version of the
+    file, the one the server holds at the end."""
+    http_server.reset()
+    http_server.files["/blob.bin"] = BLOB
+    http_server.validator, http_server.cut_after = validator, cut
+    http_server.honour_if_range, http_server.ignore_range = honour_if_range, ignore_range
+    if changes:
+        http_server.then_serve = {"/blob.bin": BLOB2}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = download_file(http_server.url("/blob.bin"), Path(tmp) / "b.bin", backoff=0, progress=False)
+        assert out.read_bytes() == (BLOB2 if changes else BLOB)
+        assert os.listdir(tmp) == ["b.bin"]
+    http_server.files["/blob.bin"] = BLOB
+
+
+def test_a_partial_file_from_another_url_starts_over(server, tmp_path):
+    part = tmp_path / "b.bin.part"
+    part.write_bytes(BLOB2[:5000])
+    (tmp_path / "b.bin.part.json").write_text(json.dumps({"url": "http://elsewhere/b.bin", "etag": '"x"'}))
+    out = download_file(server.url("/blob.bin"), tmp_path / "b.bin", backoff=0, progress=False)
+    assert out.read_bytes() == BLOB
+    assert server.requests == [("/blob.bin", None)]  # no range: the old bytes were not its
+
+
+def test_a_server_without_validators_still_resumes(server, tmp_path):
+    server.cut_after = 1000  # sends neither ETag nor Last-Modified: no record, no If-Range
+    out = download_file(server.url("/blob.bin"), tmp_path / "b.bin", backoff=0, progress=False)
+    assert out.read_bytes() == BLOB
+    assert server.if_ranges == [None, None] and server.requests[1][1] == "bytes=1000-"
 
 
 @pytest.mark.parametrize("extra", [0, 10], ids=["complete part", "oversized part"])
