@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
+
+# soundfile and soxr are imported where they are used: training from a feature pack
+# (esc50kit.packs) imports this module but reads no audio, and the GPU machines it is
+# meant for have no audio libraries installed.
 
 PAD_MODES = ("constant", "wrap")
 # soxr "HQ" is the quality librosa.load uses by default (res_type="soxr_hq"), so clips
@@ -68,6 +70,8 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
     """
     if orig_sr == target_sr:
         return np.asarray(y, dtype=np.float32)
+    import soxr
+
     out = soxr.resample(y, orig_sr, target_sr, quality=RESAMPLE_QUALITY)
     return np.asarray(out, dtype=np.float32)
 
@@ -105,6 +109,8 @@ def load_audio(
         raise ValueError(f"duration={duration} must be positive seconds, or None")
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode={pad_mode!r} is not supported; choose one of {PAD_MODES}")
+    import soundfile as sf
+
     try:
         with sf.SoundFile(str(path)) as fh:
             file_sr = fh.samplerate

@@ -126,18 +126,27 @@ class RunResult:
 
 
 def run_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a run depends on."""
-    import librosa
-    import sklearn
-    import torch
-    import torchvision
+    """Versions of Python and the libraries a run depends on.
+
+    Read from the installed distributions, without importing them: a run from a feature
+    pack on a machine without librosa says ``"not installed"`` rather than failing.
+    """
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    import torch  # its version names the build (e.g. 2.14.1+cu128), the metadata may not
+
     return {"python": platform.python_version(), "esc50kit": __version__,
-            "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__, "librosa": librosa.__version__,
-            "scikit-learn": sklearn.__version__, "platform": platform.platform()}
+            "torch": torch.__version__, "torchvision": installed("torchvision"),
+            "numpy": np.__version__, "pandas": pd.__version__, "librosa": installed("librosa"),
+            "scikit-learn": installed("scikit-learn"), "platform": platform.platform()}
 
 
 def _split_dict(split: FoldSplit) -> dict[str, Any]:

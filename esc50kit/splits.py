@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from .data import OFFICIAL_FOLDS
 
@@ -157,6 +156,8 @@ def audio_content_hash(path: str | Path) -> str:
 
     Two files with the same sound but different headers or containers hash alike.
     """
+    import soundfile as sf  # here: training from a feature pack needs no audio library
+
     data, sr = sf.read(str(path), dtype="int16", always_2d=True)
     h = hashlib.sha1()
     h.update(str(sr).encode())

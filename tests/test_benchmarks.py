@@ -63,3 +63,38 @@ def test_search_benchmark_prints_trials_and_a_command_to_confirm_the_best(synthe
     assert "--folds 1 2 3 4 --seed 1 --set training.lr=" in confirm
     score = float(lines[-1].removeprefix("best search score: "))
     assert 0.0 <= score <= 1.0
+
+
+def test_gpu_session_script_runs_from_a_pack_and_writes_its_logs(synthetic_root, tmp_path):
+    """The one command a GPU session runs (README: On a GPU machine), shrunk to seconds."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from esc50kit.packs import write_pack
+    from esc50kit.profiles import get_profile
+
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash")
+    pack = write_pack(synthetic_root, tmp_path / "p.npz", features=get_profile("tiny").features,
+                      cache_dir=None, progress=False)
+    env = {**os.environ, "PYTHON": sys.executable, "PROFILE": "tiny", "EPOCHS": "1", "CLIPS": "32",
+           "PACK": str(pack), "ARTIFACTS": str(tmp_path / "art"), "OMP_NUM_THREADS": "1"}
+    script = str(BENCHMARKS / "gpu_session.sh")
+    done = subprocess.run(["bash", script, str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["cv-tiny-esc10.txt", "machine.txt",
+                                                     "train-loop-tiny.txt"]
+    assert "torch" in (out / "machine.txt").read_text()
+    assert (out / "train-loop-tiny.txt").read_text().strip().splitlines()[-1].startswith("speed-up: ")
+    cv = (out / "cv-tiny-esc10.txt").read_text().strip().splitlines()
+    assert cv[-2].startswith("overall test accuracy: ") and "wall time" in cv[-1]
+    assert (tmp_path / "art" / "runs" / "gpu-tiny-esc10" / "metrics.json").is_file()
+
+    missing = subprocess.run(["bash", script, str(tmp_path / "o2")], capture_output=True, text=True,
+                             env={**env, "PACK": str(tmp_path / "none.npz")}, timeout=60)
+    assert missing.returncode == 2 and "none.npz not found" in missing.stderr
+    assert "python -m esc50kit pack" in missing.stderr and not (tmp_path / "o2").exists()

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +52,31 @@ def test_a_run_from_a_pack_equals_the_run_from_the_audio(writable_root, tmp_path
     assert list(a["filename"]) == list(b["filename"])
     assert np.allclose(a.filter(like="prob").to_numpy(), b.filter(like="prob").to_numpy(), atol=1e-6)
     assert from_pack.metrics["overall_accuracy"] == from_audio.metrics["overall_accuracy"]
+
+
+def test_a_run_from_a_pack_needs_no_audio_library(synthetic_root, tmp_path):
+    """The GPU machines a pack is carried to have torch but no soundfile, soxr or librosa."""
+    pack = write_pack(synthetic_root, tmp_path / "p.npz", features=TINY, cache_dir=None, progress=False)
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("soundfile", "soxr", "librosa"):
+            sys.modules[name] = None  # any import of them raises ImportError
+        import torch
+        torch.set_num_threads(1)
+        from esc50kit.experiment import run_experiment
+        run = run_experiment({str(pack)!r}, artifacts_dir={str(tmp_path / "art")!r}, mode="final",
+                             profile="tiny", overrides={{"training.epochs": 1}}, progress=False)
+        print(run.config["versions"]["librosa"], run.metrics["overall_accuracy"])
+    """)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    librosa, accuracy = done.stdout.split()
+    from importlib.metadata import version
+
+    assert librosa == version("librosa")  # the run still records it, read without importing it
+    assert 0.0 <= float(accuracy) <= 1.0
 
 
 def test_a_pack_of_other_features_or_a_damaged_pack_is_refused(synthetic_root, tmp_path):
