@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,11 +57,12 @@ def training_features(args, profile):
                 np.arange(args.clips) % n_classes, n_classes)
     from esc50kit.cache import load_or_compute
     from esc50kit.data import load_metadata
+    from esc50kit.experiment import FEATURES_DIRNAME
     from esc50kit.features import Normalizer
 
     df = load_metadata(args.data)
     rows = df["fold"].isin([1, 2, 3]).to_numpy()
-    X = load_or_compute(df, profile.features, cache_dir=f"{args.artifacts}/features",
+    X = load_or_compute(df, profile.features, cache_dir=Path(args.artifacts) / FEATURES_DIRNAME,
                         progress=False).X[rows]
     return Normalizer.fit(X).transform(X), df["label"].to_numpy()[rows], df["label"].nunique()
 

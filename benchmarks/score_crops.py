@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from esc50kit.cache import load_or_compute
     from esc50kit.data import load_metadata
-    from esc50kit.experiment import load_predictor
+    from esc50kit.experiment import FEATURES_DIRNAME, load_predictor
     from esc50kit.features import FeatureConfig
     from esc50kit.splits import FoldSplit, assign_roles
     from esc50kit.training import predict_proba
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{run}: trained on whole clips (crop_frames is null); nothing to compare")
         df = load_metadata(config["data_dir"], subset=config["subset"])
         X = load_or_compute(df, FeatureConfig.from_dict(config["features"]),
-                            cache_dir=Path(args.artifacts) / "features", progress=False).X
+                            cache_dir=Path(args.artifacts) / FEATURES_DIRNAME, progress=False).X
         y = df["label"].to_numpy()
         per_run = {k: [] for k in scores}
         for s in config["splits"]:

@@ -351,7 +351,6 @@ def run_experiment(
             raise ValueError(f"{data_dir} is a feature pack: it holds no audio to make the "
                              f"{prof.training.variants} waveform variants per clip from; "
                              "pass the dataset folder, or set training.variants=0")
-        df["row"] = np.arange(len(df))
     else:
         df = load_metadata(data_dir, subset=subset)
     names = _class_names(df)  # from every fold, so labels agree with runs on all folds
@@ -362,7 +361,10 @@ def run_experiment(
         if missing:
             raise ValueError(f"folds={folds}: fold(s) {missing} are not in {data_dir} "
                              f"(it has folds {sorted(df['fold'].unique())})")
-        df = df[df["fold"].isin(folds)].reset_index(drop=True)
+        keep = df["fold"].isin(folds).to_numpy()
+        df = df[keep].reset_index(drop=True)
+        if packed:  # the pack's rows of the folds used
+            X_packed = X_packed[keep]
     splits = _audited_splits(df, mode, val_offset)
     model_config = replace(prof.model, n_classes=len(names))
     artifacts = Path(artifacts_dir)
@@ -393,7 +395,7 @@ def run_experiment(
 
     t_feat = time.perf_counter()
     if packed:
-        X = X_packed[df.pop("row").to_numpy()]  # the pack's rows of the folds used
+        X = X_packed  # (N, n_bins, frames), float16, row-aligned with df
     else:
         X = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
                             progress=progress).X  # (N, n_bins, frames), float16, row-aligned with df

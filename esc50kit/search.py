@@ -111,11 +111,6 @@ DEFAULT_SPACE: tuple[Param, ...] = (
 )
 
 
-def random_point(n_dims: int, rng: np.random.Generator) -> np.ndarray:
-    """A uniform point of the unit cube. Returns: shape (n_dims,)."""
-    return rng.random(n_dims)
-
-
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, *, xi: float = 0.01) -> np.ndarray:
     """Expected improvement over ``best`` of normal predictions (maximisation).
 
@@ -152,7 +147,7 @@ def suggest(history_x: np.ndarray, history_y: np.ndarray, *, rng: np.random.Gene
     history_y = np.asarray(history_y, dtype=float)
     n_dims = history_x.shape[1]
     if len(history_y) < n_initial or np.ptp(history_y) == 0:
-        return random_point(n_dims, rng)
+        return rng.random(n_dims)  # a uniform point of the unit cube
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
