@@ -66,6 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--keep-last-checkpoints", action="store_true",
                    help="keep each finished split's checkpoint_last.pt (optimizer state)")
+    p.add_argument("--cross-fold", choices=("allow", "exclude"), default="allow",
+                   help="the official folds' four cross-fold recordings (ESC-50): allow them "
+                        "where the official folds put them (default, the official protocol), "
+                        "or exclude their clips from the less held-out side of each split")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides=overrides_from(args), seed=seed, run_name=name,
             progress=not args.no_progress, subset=args.subset,
             val_offset=offset, folds=args.folds,
-            keep_last_checkpoints=args.keep_last_checkpoints))
+            keep_last_checkpoints=args.keep_last_checkpoints, cross_fold=args.cross_fold))
     return report(results, wall=time.perf_counter() - t0, threads=torch.get_num_threads(),
                   folds=args.folds)
 

@@ -22,6 +22,8 @@ Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
                            :mod:`esc50kit.evaluation` plus ``split``; role ``test`` (or
                            ``val`` in validation mode, which has no test fold)
         summary.md         the figures above as a short report
+        audit.txt          every split's audit report (sizes, checks, the official
+                           cross-fold recordings and where they sit)
         <split name>/      e.g. ``test5-val4`` (see :class:`esc50kit.splits.FoldSplit`)
             checkpoint_best.pt   model state, model_config, train_config, epoch, val_acc
             checkpoint_last.pt   + optimizer, scheduler, grad scaler and RNG states, history;
@@ -69,7 +71,10 @@ RUNS_DIRNAME = "runs"
 FEATURES_DIRNAME = "features"
 # config.json keys that must agree for a run folder to be resumed
 # (the dataset by content, not by path: a moved copy of the same data resumes)
-_RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed", "splits")
+_RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed", "splits",
+                "cross_fold")
+# what a run folder written before a key existed behaved as
+_RESUME_DEFAULTS = {"cross_fold": "allow"}
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -84,12 +89,14 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-def default_run_name(profile: str, data_dir: str | Path) -> str:
-    """The run folder name the notebooks and the chain use: ``<profile>-<dataset folder>``.
+def default_run_name(profile: str, data_dir: str | Path, *, cross_fold: str = "allow") -> str:
+    """The run folder name the notebooks and the chain use: ``<profile>-<dataset folder>``,
+    with ``-strict`` for ``cross_fold="exclude"``.
 
     Runs of one profile on different datasets (ESC-10, ESC-50) get different folders.
     """
-    return f"{profile}-{Path(data_dir).expanduser().resolve().name}"
+    strict = "-strict" if cross_fold == "exclude" else ""
+    return f"{profile}-{Path(data_dir).expanduser().resolve().name}{strict}"
 
 
 def dataset_fingerprint(df: pd.DataFrame) -> str:
@@ -154,30 +161,37 @@ def _split_dict(split: FoldSplit) -> dict[str, Any]:
             "val_fold": split.val_fold, "test_fold": split.test_fold}
 
 
-def _audited_splits(df: pd.DataFrame, mode: str, val_offset: int = 1) -> list[FoldSplit]:
-    """The splits of ``mode`` over the folds present, each proven leak-free.
+def _audited_splits(df: pd.DataFrame, mode: str, val_offset: int = 1, *,
+                    cross_fold: str = "allow") -> tuple[list[FoldSplit], str]:
+    """The splits of ``mode`` over the folds present, each proven leak-free (the official
+    folds' own cross-fold recordings allowed, or left out with ``cross_fold="exclude"``).
+
+    Returns:
+        tuple: the splits, and their audit reports as text (the run folder's ``audit.txt``).
 
     Raises:
         LeakageError: a split shares folds, files, source recordings or copies.
     """
     splits = make_splits(mode, tuple(sorted(int(f) for f in df["fold"].unique())),
                          val_offset=val_offset)
+    reports = []
     for split in splits:
         if split.val_fold == split.test_fold:
             raise ValueError(f"split {split.name}: the validation fold is the test fold")
-        audit(df, assign_roles(df, split))
-    return splits
+        report = audit(df, assign_roles(df, split, cross_fold=cross_fold))
+        reports.append(f"{split.name} (cross_fold={cross_fold!r}) | {report}")
+    return splits, "\n\n".join(reports) + "\n"
 
 
 def _run_one_split(
     split: FoldSplit, *, df: pd.DataFrame, X: np.ndarray, V: np.ndarray | None, names: list[str],
     model_config: ModelConfig, train_config: TrainConfig, features: FeatureConfig,
-    split_dir: Path, seed: int, progress: bool,
+    split_dir: Path, seed: int, progress: bool, cross_fold: str = "allow",
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Normalise, train, choose on validation, score the test fold once. Returns (metrics, predictions)."""
     import torch
 
-    roles = assign_roles(df, split)
+    roles = assign_roles(df, split, cross_fold=cross_fold)
     train, val, test = (np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
     # Normalisation statistics come from this split's training rows only.
     norm = Normalizer.fit(X[train])
@@ -302,6 +316,7 @@ def run_experiment(
     val_offset: int = 1,
     folds: Sequence[int] | None = None,
     keep_last_checkpoints: bool = False,
+    cross_fold: str = "allow",
 ) -> RunResult:
     """Run a mode end to end and write the run folder (see the module docstring).
 
@@ -328,6 +343,10 @@ def run_experiment(
         keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``
             (optimizer and RNG states: only needed to train a finished split further);
             ``checkpoint_best.pt``, which scoring and ``predict`` use, is always kept.
+        cross_fold: the official folds' own cross-fold recordings (four ``src_file``
+            of ESC-50 with clips in two folds, :data:`esc50kit.splits.OFFICIAL_CROSS_FOLD_CLIPS`):
+            ``"allow"`` (the official protocol) or ``"exclude"`` (strict: a split leaves
+            out their clips on its less held-out side; see :func:`esc50kit.splits.assign_roles`).
 
     Returns:
         RunResult: the run folder, loaded.
@@ -365,7 +384,7 @@ def run_experiment(
         df = df[keep].reset_index(drop=True)
         if packed:  # the pack's rows of the folds used
             X_packed = X_packed[keep]
-    splits = _audited_splits(df, mode, val_offset)
+    splits, audit_text = _audited_splits(df, mode, val_offset, cross_fold=cross_fold)
     model_config = replace(prof.model, n_classes=len(names))
     artifacts = Path(artifacts_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -377,13 +396,15 @@ def run_experiment(
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": model_config.to_dict(), "training": prof.training.to_dict(), "seed": seed,
         "folds": sorted(int(f) for f in df["fold"].unique()), "val_offset": val_offset,
-        "splits": [_split_dict(s) for s in splits], "versions": run_versions(),
+        "splits": [_split_dict(s) for s in splits], "cross_fold": cross_fold,
+        "versions": run_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     config = json.loads(json.dumps(config, default=str))  # the JSON view, for comparison
     if (run_dir / "config.json").is_file():
         old = json.loads((run_dir / "config.json").read_text())
-        diff = [k for k in _RESUME_KEYS if _comparable(k, old.get(k)) != _comparable(k, config[k])]
+        diff = [k for k in _RESUME_KEYS
+                if _comparable(k, old.get(k, _RESUME_DEFAULTS.get(k))) != _comparable(k, config[k])]
         if diff:
             raise ValueError(
                 f"{run_dir} holds a run with another configuration (differs in {diff}); "
@@ -392,6 +413,7 @@ def run_experiment(
             )
         config["created"] = old.get("created", config["created"])
     atomic_write_json(run_dir / "config.json", config)
+    atomic_write_text(run_dir / "audit.txt", audit_text)
 
     t_feat = time.perf_counter()
     if packed:
@@ -419,7 +441,7 @@ def run_experiment(
             metrics, pred = _run_one_split(
                 split, df=df, X=X, V=V, names=names, model_config=model_config,
                 train_config=prof.training, features=prof.features, split_dir=split_dir,
-                seed=seed, progress=progress)
+                seed=seed, progress=progress, cross_fold=cross_fold)
             if not keep_last_checkpoints:  # done: metrics.json marks it, resume never reads it
                 (split_dir / LAST).unlink(missing_ok=True)
         if progress:

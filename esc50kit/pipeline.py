@@ -227,7 +227,8 @@ def write_summary(
     }
     from .experiment import default_run_name
 
-    run_name = parameters.get("run_name") or default_run_name(profile, data_dir)
+    run_name = parameters.get("run_name") or default_run_name(
+        profile, data_dir, cross_fold=parameters.get("cross_fold", "allow"))
     summary.update(_run_metrics(Path(artifacts_dir), run_name))
     atomic_write_json(out_dir / "summary.json", summary)
     lines = [

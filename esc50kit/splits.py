@@ -18,6 +18,24 @@ from .data import OFFICIAL_FOLDS
 
 ROLES = ("train", "val", "test")
 MODES = ("cv", "validation", "final")
+CROSS_FOLD_POLICIES = ("allow", "exclude")
+
+# The official ESC-50 table itself puts the clips of four source recordings in two folds,
+# each time under two classes (clock_tick / clock_alarm, hen / rooster): filename ->
+# (official fold, category). Every published ESC-50 figure uses these folds, so the audit
+# allows exactly these clips at exactly these folds, and names them in every report;
+# any other clip sharing their ``src_file`` across sides is a leak as usual.
+OFFICIAL_CROSS_FOLD_CLIPS: dict[str, tuple[int, str]] = {
+    "2-131943-A-38.wav": (2, "clock_tick"),
+    "3-131943-A-37.wav": (3, "clock_alarm"),
+    "2-134049-A-6.wav": (2, "hen"),
+    "3-134049-A-1.wav": (3, "rooster"),
+    "4-209698-A-37.wav": (4, "clock_alarm"),
+    "5-209698-A-38.wav": (5, "clock_tick"),
+    "4-234879-A-6.wav": (4, "hen"),
+    "5-234879-A-1.wav": (5, "rooster"),
+    "5-234879-B-1.wav": (5, "rooster"),
+}
 
 
 class LeakageError(RuntimeError):
@@ -123,13 +141,48 @@ def make_splits(
     return [FoldSplit(train_folds=train, val_fold=val, test_fold=last)]
 
 
-def assign_roles(df: pd.DataFrame, split: FoldSplit) -> pd.Series:
-    """Role of every row under a split: ``train``, ``val``, ``test`` or ``unused``."""
+def assign_roles(df: pd.DataFrame, split: FoldSplit, *, cross_fold: str = "allow") -> pd.Series:
+    """Role of every row under a split: ``train``, ``val``, ``test`` or ``unused``.
+
+    Args:
+        cross_fold: what to do with the official folds' own cross-fold recordings
+            (:data:`OFFICIAL_CROSS_FOLD_CLIPS`). ``"allow"`` (the official protocol, what
+            every published ESC-50 figure uses) keeps them where their folds put them;
+            ``"exclude"`` (strict) leaves out of the split every clip of such a recording
+            that would sit on a side other than the most held-out one (test, else
+            validation), so no recording is shared between sides at all.
+    """
+    if cross_fold not in CROSS_FOLD_POLICIES:
+        raise ValueError(f"cross_fold={cross_fold!r}; choose one of {CROSS_FOLD_POLICIES}")
     roles = pd.Series("unused", index=df.index, dtype=object)
     roles[df["fold"].isin(split.train_folds)] = "train"
     roles[df["fold"] == split.val_fold] = "val"
     if split.test_fold is not None:
         roles[df["fold"] == split.test_fold] = "test"
+    if cross_fold == "exclude":
+        roles = _exclude_cross_fold(df, roles)
+    return roles
+
+
+def _official_rows(df: pd.DataFrame) -> pd.Series:
+    """True for the rows that are official cross-fold clips at their official fold."""
+    official = df["filename"].map(OFFICIAL_CROSS_FOLD_CLIPS.get)
+    return pd.Series([o is not None and int(f) == o[0] for o, f in zip(official, df["fold"])],
+                     index=df.index)
+
+
+def _exclude_cross_fold(df: pd.DataFrame, roles: pd.Series) -> pd.Series:
+    """``roles`` with the strict policy applied (see :func:`assign_roles`)."""
+    roles = roles.copy()
+    rank = {"train": 0, "val": 1, "test": 2}
+    official = _official_rows(df)
+    for _, group in df[official].groupby(df.loc[official, "src_file"].astype(str)):
+        sides = roles[group.index]
+        used = sides[sides.isin(list(rank))]
+        if used.nunique() < 2:
+            continue
+        keep = max(used.unique(), key=rank.__getitem__)
+        roles[used.index[used != keep]] = "unused"
     return roles
 
 
@@ -167,15 +220,52 @@ def audio_content_hash(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Leak:
-    """One kind of overlap between two sides of a split."""
+    """One kind of overlap between two sides of a split.
+
+    ``examples`` names, for the first shared keys, a file of each side
+    (``"1-100-B-0.wav <-> 5-100-A-0.wav"``), so the report points at the files to fix.
+    """
 
     kind: str  # "fold", "file", "src_file", "content", "augmented copy"
     sides: tuple[str, str]
     keys: tuple[str, ...]
+    examples: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         shown = ", ".join(self.keys[:5]) + (" ..." if len(self.keys) > 5 else "")
-        return f"  LEAK [{self.kind}] {self.sides[0]} <-> {self.sides[1]}: {len(self.keys)} shared ({shown})"
+        line = f"  LEAK [{self.kind}] {self.sides[0]} <-> {self.sides[1]}: {len(self.keys)} shared ({shown})"
+        if self.examples:
+            line += "\n" + "\n".join(f"      {e}" for e in self.examples)
+        return line
+
+
+@dataclass(frozen=True)
+class CrossFoldRecording:
+    """One of the official folds' own cross-fold recordings, as a split uses it.
+
+    Attributes:
+        src_file: the source recording.
+        clips: ``(filename, category, fold, role)`` of each of its clips in the table.
+    """
+
+    src_file: str
+    clips: tuple[tuple[str, str, int, str], ...]
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The split sides (train/val/test) its clips sit on, in that order."""
+        roles = {c[3] for c in self.clips}
+        return tuple(r for r in ROLES if r in roles)
+
+    @property
+    def straddles(self) -> bool:
+        """True when its clips sit on more than one side of this split."""
+        return len(self.sides) > 1
+
+    def __str__(self) -> str:
+        clips = "; ".join(f"{f} ({c}, fold {fold}, {role})" for f, c, fold, role in self.clips)
+        where = (" <-> ".join(self.sides) + " in this split") if self.straddles else "one side only in this split"
+        return f"    src_file {self.src_file}: {clips} [{where}]"
 
 
 @dataclass
@@ -185,6 +275,7 @@ class AuditReport:
     counts: dict[str, int]
     checks: list[str]
     leaks: list[Leak] = field(default_factory=list)
+    cross_fold: list[CrossFoldRecording] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -195,6 +286,21 @@ class AuditReport:
         sizes = ", ".join(f"{k}={v}" for k, v in self.counts.items())
         lines = [head, f"  sizes: {sizes}", f"  checked: {', '.join(self.checks)}"]
         lines += [str(leak) for leak in self.leaks]
+        if self.cross_fold:
+            n = sum(r.straddles for r in self.cross_fold)
+            left_out = sum(c[3] == "unused" for r in self.cross_fold for c in r.clips)
+            lines.append(
+                f"  official cross-fold recordings: {len(self.cross_fold)} in the table; "
+                + (f"{n} sit on two sides of this split (allowed: the official folds)" if n
+                   else "none sits on two sides of this split")
+                + (f"; {left_out} of their clips are not used by it" if left_out else ""))
+            lines += [str(r) for r in self.cross_fold]
+            lines.append(
+                "    The official ESC-50 folds themselves put these recordings in two folds, "
+                "under two classes; every published ESC-50 figure uses these folds, so the "
+                "audit allows exactly these clips at their official folds. For none of it, "
+                "use cross_fold='exclude' (--cross-fold exclude), which leaves the clips "
+                "on the less held-out side out of the split.")
         if not self.ok:
             lines.append(
                 "  Fix: split by official fold (esc50kit.splits.make_splits) and derive "
@@ -253,7 +359,8 @@ def audit(
             keys["content"] = df["path"].map(audio_content_hash)
         checks.append("content")
     counts = {r: int((roles == r).sum()) for r in ROLES}
-    report = AuditReport(counts=counts, checks=checks)
+    report = AuditReport(counts=counts, checks=checks, cross_fold=_cross_fold_recordings(df, roles))
+    official = _official_rows(df) & roles.isin(ROLES)
     pairs = [("train", "test"), ("val", "test"), ("train", "val")]
     for kind, key in keys.items():
         for a, b in pairs:
@@ -264,8 +371,39 @@ def audit(
                 copies_a = set(key[(roles == a) & (key != df["filename"])])
                 copies_b = set(key[(roles == b) & (key != df["filename"])])
                 shared = shared & (copies_a | copies_b)
+            if kind == "src_file":
+                # Allowed: a recording whose clips on these sides are all official
+                # cross-fold clips at their official folds (reported above, not a leak).
+                shared = {s for s in shared
+                          if not official[(key == s) & roles.isin([a, b])].all()}
             if shared:
-                report.leaks.append(Leak(kind=kind, sides=(a, b), keys=tuple(sorted(shared))))
+                report.leaks.append(Leak(kind=kind, sides=(a, b), keys=tuple(sorted(shared)),
+                                         examples=_examples(df, key, roles, shared, (a, b))))
     if raise_on_leak and not report.ok:
         raise LeakageError(report)
     return report
+
+
+def _cross_fold_recordings(df: pd.DataFrame, roles: pd.Series) -> list[CrossFoldRecording]:
+    """The official cross-fold recordings present in ``df``, with each clip's role."""
+    official = _official_rows(df)
+    out = []
+    for src, group in df[official].groupby(df.loc[official, "src_file"].astype(str), sort=True):
+        clips = tuple((str(r.filename), OFFICIAL_CROSS_FOLD_CLIPS[r.filename][1], int(r.fold),
+                       str(roles[i])) for i, r in zip(group.index, group.itertuples()))
+        if len({c[2] for c in clips}) > 1:  # both folds present: it crosses folds here
+            out.append(CrossFoldRecording(src_file=src, clips=clips))
+    return out
+
+
+def _examples(df: pd.DataFrame, key: pd.Series, roles: pd.Series, shared: set[str],
+              sides: tuple[str, str], limit: int = 3) -> tuple[str, ...]:
+    """For the first ``limit`` shared keys: a file of each side, ``"A <-> B"``."""
+    a, b = sides
+    out = []
+    for k in sorted(shared)[:limit]:
+        fa = df.loc[(key == k) & (roles == a), "filename"].astype(str).tolist()
+        fb = df.loc[(key == k) & (roles == b), "filename"].astype(str).tolist()
+        if fa and fb:
+            out.append(f"{k}: {fa[0]} ({a}) <-> {fb[0]} ({b})")
+    return tuple(out)

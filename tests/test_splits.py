@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from esc50kit.data import load_metadata
 from esc50kit.splits import (
     MODES,
+    OFFICIAL_CROSS_FOLD_CLIPS,
     FoldSplit,
     LeakageError,
     assign_roles,
@@ -179,3 +180,139 @@ def test_content_hash_ignores_container_but_not_samples(tmp_path, table):
     y[100] += 1
     sf.write(tmp_path / "c.wav", y, sr, subtype="PCM_16")
     assert audio_content_hash(tmp_path / "c.wav") != audio_content_hash(tmp_path / "a.wav")
+
+
+# --- The official folds' own cross-fold recordings (ESC-50) ------------------------------
+
+def _esc50_like_table() -> pd.DataFrame:
+    """The columns of ESC-50's table: 5 folds x 8 one-take recordings, plus the nine
+    official cross-fold clips (four recordings, two folds each) at their official folds."""
+    rows = [{"filename": f"{fold}-{1000 + 10 * fold + k}-A-{k}.wav", "fold": fold,
+             "target": k, "category": f"class{k}", "src_file": str(1000 + 10 * fold + k),
+             "take": "A"} for fold in range(1, 6) for k in range(8)]
+    for name, (fold, category) in OFFICIAL_CROSS_FOLD_CLIPS.items():
+        _, src, take, target = name[:-4].split("-")
+        rows.append({"filename": name, "fold": fold, "target": int(target),
+                     "category": category, "src_file": src, "take": take})
+    return pd.DataFrame(rows)
+
+
+def _all_splits():
+    for mode in MODES:
+        offsets = range(1, 5) if mode == "cv" else [1]
+        for offset in offsets:
+            yield from make_splits(mode, val_offset=offset)
+
+
+def test_official_cross_fold_recordings_pass_and_are_named_in_every_report():
+    df = _esc50_like_table()
+    straddled = 0
+    for split in _all_splits():
+        report = audit(df, assign_roles(df, split))
+        assert report.ok
+        text = str(report)
+        assert [r.src_file for r in report.cross_fold] == ["131943", "134049", "209698", "234879"]
+        for name, (fold, category) in OFFICIAL_CROSS_FOLD_CLIPS.items():
+            assert f"{name} ({category}, fold {fold}," in text
+        assert "official ESC-50 folds themselves" in text
+        straddled += sum(r.straddles for r in report.cross_fold)
+    assert straddled > 0  # some splits do put them on two sides
+
+
+@pytest.mark.parametrize("split", list(_all_splits()), ids=lambda s: s.name)
+def test_strict_policy_shares_no_recording_between_sides(split):
+    df = _esc50_like_table()
+    allowed = assign_roles(df, split)
+    strict = assign_roles(df, split, cross_fold="exclude")
+    used = strict[strict != "unused"]
+    groups = df.loc[used.index].groupby("src_file").apply(lambda g: used[g.index].nunique())
+    assert (groups == 1).all()  # every recording on one side only
+    changed = df.loc[strict != allowed, "filename"]
+    assert set(changed) <= set(OFFICIAL_CROSS_FOLD_CLIPS)  # only official clips move
+    assert (strict[strict != allowed] == "unused").all()  # and only out of the split
+    rank = {"unused": -1, "train": 0, "val": 1, "test": 2}
+    for src, g in df.groupby("src_file"):  # the most held-out side keeps its clips
+        before = {allowed[i] for i in g.index} - {"unused"}
+        if len(before) > 1:
+            kept = {strict[i] for i in g.index} - {"unused"}
+            assert kept == {max(before, key=rank.__getitem__)}
+    assert audit(df, strict).ok
+
+
+def test_unknown_cross_fold_policy_is_refused():
+    with pytest.raises(ValueError, match="cross_fold='drop'"):
+        assign_roles(_esc50_like_table(), make_splits("final")[0], cross_fold="drop")
+
+
+@pytest.mark.parametrize("policy", ["allow", "exclude"])
+@pytest.mark.parametrize("official_src", [False, True])
+def test_a_planted_take_of_a_test_recording_still_leaks(policy, official_src):
+    """A fold-5 clip copied into fold 1 under another take of its src_file, also for one
+    of the four official cross-fold recordings: a leak under either policy."""
+    df = _esc50_like_table()
+    src = df[(df["fold"] == 5) & (df["filename"].isin(OFFICIAL_CROSS_FOLD_CLIPS) == official_src)].iloc[0]
+    planted = {**src.to_dict(), "fold": 1, "take": "Z",
+               "filename": f"1-{src['src_file']}-Z-{src['target']}.wav"}
+    df = pd.concat([df, pd.DataFrame([planted])], ignore_index=True)
+    with pytest.raises(LeakageError) as err:
+        audit(df, assign_roles(df, make_splits("final")[0], cross_fold=policy))
+    text = str(err.value)
+    assert "LEAK [src_file] train <-> test" in text
+    assert f"{planted['filename']} (train) <-> {src['filename']} (test)" in text
+
+
+def test_an_official_clip_moved_to_another_fold_is_a_leak():
+    df = _esc50_like_table()
+    df.loc[df["filename"] == "5-209698-A-38.wav", "fold"] = 1  # official fold is 5
+    with pytest.raises(LeakageError, match="209698"):
+        audit(df, assign_roles(df, make_splits("final")[0]))
+
+
+def _cross_fold_tree(root):
+    """Move take B of a fold-4 recording into fold 5 (renamed as the table requires):
+    a recording on both sides of the final split (val 4, test 5). Returns its two clips."""
+    import pandas as pd
+
+    csv = root / "meta" / "esc50.csv"
+    meta = pd.read_csv(csv)
+    a = meta[(meta["fold"] == 4) & (meta["take"] == "A")].iloc[0]
+    b_idx = meta.index[(meta["src_file"] == a["src_file"]) & (meta["take"] == "B")][0]
+    old = meta.loc[b_idx, "filename"]
+    new = "5" + old[1:]
+    (root / "audio" / old).rename(root / "audio" / new)
+    meta.loc[b_idx, ["filename", "fold"]] = [new, 5]
+    meta.to_csv(csv, index=False)
+    return {a["filename"]: (4, a["category"]), new: (5, a["category"])}
+
+
+def test_runs_allow_or_exclude_the_official_cross_fold_clips(writable_root, tmp_path, monkeypatch,
+                                                           torch_one_thread):
+    """run_experiment on a tree with a recording across folds 4 and 5: a leak unless it is
+    one of the official cross-fold recordings; then allowed (named in audit.txt) or, under
+    the strict policy, its validation-side clip left out."""
+    from esc50kit import splits
+    from esc50kit.experiment import run_experiment
+
+    clips = _cross_fold_tree(writable_root)
+    kw = dict(artifacts_dir=tmp_path / "art", mode="final", profile="tiny",
+              overrides={"training.epochs": 1}, progress=False)
+    with pytest.raises(LeakageError, match="LEAK \\[src_file\\] val <-> test"):
+        run_experiment(writable_root, run_name="plain", **kw)
+    assert not (tmp_path / "art" / "runs" / "plain").exists()  # refused before any folder
+
+    monkeypatch.setattr(splits, "OFFICIAL_CROSS_FOLD_CLIPS", clips)
+    allowed = run_experiment(writable_root, run_name="allow", **kw)
+    strict = run_experiment(writable_root, run_name="strict", cross_fold="exclude", **kw)
+    text = (allowed.run_dir / "audit.txt").read_text()
+    assert "1 sit on two sides of this split (allowed" in text
+    assert all(name in text for name in clips)
+    (a_split,), (s_split,) = allowed.metrics["splits"], strict.metrics["splits"]
+    assert (a_split["n_val"], a_split["n_test"]) == (9, 11)  # one take moved 4 -> 5
+    assert (s_split["n_val"], s_split["n_test"]) == (8, 11)  # its fold-4 take left out
+    fold4_clip = next(n for n, (fold, _) in clips.items() if fold == 4)
+    assert fold4_clip in set(allowed.predictions["filename"]) | set(
+        pd.read_csv(allowed.run_dir / a_split["name"] / "predictions.csv")["filename"])
+    assert fold4_clip not in set(pd.read_csv(strict.run_dir / s_split["name"] / "predictions.csv")["filename"])
+    assert strict.config["cross_fold"] == "exclude"
+    with pytest.raises(ValueError, match="cross_fold"):  # a strict run never resumes as allow
+        run_experiment(writable_root, run_name="strict", **kw)
