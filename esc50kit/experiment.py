@@ -284,7 +284,9 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         "clips/s": m["samples_per_s"],
     } for m in metrics["splits"]])
     acc = metrics["accuracy"]
-    table = evaluation.comparison_table(acc["mean"], dataset=dataset, std=acc["std"])
+    table = evaluation.comparison_table(
+        acc["mean"], dataset=dataset, std=acc["std"],
+        protocol=evaluation.run_protocol(config["mode"], len(metrics["splits"])))
     t = metrics["times"]
     return "\n".join([
         f"# Run `{config['run_name']}`", "",

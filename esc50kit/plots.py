@@ -108,7 +108,7 @@ def plot_fold_scores(fold_scores: pd.DataFrame, ax: Axes | None = None, *, metri
 def plot_comparison(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Bars of :func:`esc50kit.evaluation.comparison_table`, comparable rows highlighted."""
     ax = _axes(ax)
-    labels = [f"{s} [{d}]" for s, d in zip(table["system"], table["dataset"])]
+    labels = [f"{s} [{d}, {p}]" for s, d, p in zip(table["system"], table["dataset"], table["protocol"])]
     colors = ["tab:blue" if c else "lightgrey" for c in table["comparable"]]
     ax.barh(labels[::-1], table["accuracy"].to_numpy()[::-1], color=colors[::-1])
     ax.set(xlabel="accuracy", xlim=(0, 1), title="Against the reference points")

@@ -103,6 +103,20 @@ def test_comparison_table_has_the_reference_points():
         assert ref in accs
 
 
+def test_comparison_table_compares_like_with_like():
+    cv = evaluation.comparison_table(0.78, dataset="ESC-50", std=0.02, protocol="cv")
+    assert set(cv.loc[cv.comparable, "system"]) == {"human listeners (Piczak 2015)", "esc50kit (this run)"}
+    assert set(cv.loc[cv.comparable, "dataset"]) == {"ESC-50"}
+    one = evaluation.comparison_table(0.66, dataset="ESC-50", protocol="one split")
+    assert set(one.loc[one.comparable, "system"]) == {
+        "seed project 1", "seed project 2", "seed project 3", "esc50kit (this run)"}
+    val = evaluation.comparison_table(0.7, dataset="ESC-50", protocol="validation")
+    assert not val["comparable"].any()  # a validation score chose the epoch
+    assert evaluation.run_protocol("cv", 5) == "cv"
+    assert evaluation.run_protocol("final", 1) == "one split"
+    assert evaluation.run_protocol("validation", 1) == "validation"
+
+
 def test_plots_draw_on_given_axes(pred):
     history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [2.0, 1.5, 1.0],
                             "train_acc": [0.3, 0.5, 0.7], "val_loss": [2.1, 1.7, 1.6],
