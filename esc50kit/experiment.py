@@ -63,7 +63,7 @@ from .fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 from .models import ModelConfig, build_model, load_checkpoint_model
 from .packs import is_pack, read_pack
 from .profiles import Profile, get_profile
-from .splits import FoldSplit, assign_roles, audit, make_splits
+from .splits import FoldSplit, assign_roles, audit, content_hashes, feature_hashes, make_splits
 from .training import BEST, HISTORY, LAST, TrainConfig, fit, predict_proba
 from .variants import VariantSpec
 
@@ -178,7 +178,8 @@ def _audited_splits(df: pd.DataFrame, mode: str, val_offset: int = 1, *,
     for split in splits:
         if split.val_fold == split.test_fold:
             raise ValueError(f"split {split.name}: the validation fold is the test fold")
-        report = audit(df, assign_roles(df, split, cross_fold=cross_fold))
+        report = audit(df, assign_roles(df, split, cross_fold=cross_fold),
+                       check_content="content_hash" in df.columns)
         reports.append(f"{split.name} (cross_fold={cross_fold!r}) | {report}")
     return splits, "\n\n".join(reports) + "\n"
 
@@ -386,6 +387,13 @@ def run_experiment(
         df = df[keep].reset_index(drop=True)
         if packed:  # the pack's rows of the folds used
             X_packed = X_packed[keep]
+    # The audit compares decoded audio too (a copy of a test clip under another name
+    # and src_file is a leak); hashes are cached beside the features.
+    if packed:
+        df = df.assign(content_hash=feature_hashes(X_packed))
+    else:
+        df = df.assign(content_hash=content_hashes(
+            df, cache_dir=Path(artifacts_dir) / FEATURES_DIRNAME, progress=progress))
     splits, audit_text = _audited_splits(df, mode, val_offset, cross_fold=cross_fold)
     model_config = replace(prof.model, n_classes=len(names))
     artifacts = Path(artifacts_dir)
@@ -404,7 +412,12 @@ def run_experiment(
     }
     config = json.loads(json.dumps(config, default=str))  # the JSON view, for comparison
     if (run_dir / "config.json").is_file():
-        old = json.loads((run_dir / "config.json").read_text())
+        try:
+            old = json.loads((run_dir / "config.json").read_text())
+        except ValueError as exc:  # empty or cut short: a run killed while it started
+            raise ValueError(f"{run_dir / 'config.json'} is not valid JSON ({exc}); the run "
+                             f"cannot be resumed: delete the folder {run_dir}, or pick "
+                             "another run name (-p run_name NAME, --run-name NAME)") from exc
         diff = [k for k in _RESUME_KEYS
                 if _comparable(k, old.get(k, _RESUME_DEFAULTS.get(k))) != _comparable(k, config[k])]
         if diff:

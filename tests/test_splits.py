@@ -316,3 +316,41 @@ def test_runs_allow_or_exclude_the_official_cross_fold_clips(writable_root, tmp_
     assert strict.config["cross_fold"] == "exclude"
     with pytest.raises(ValueError, match="cross_fold"):  # a strict run never resumes as allow
         run_experiment(writable_root, run_name="strict", **kw)
+
+
+def test_training_runs_compare_decoded_audio(writable_root, tmp_path, torch_one_thread):
+    """A copy of a test clip under another name and src_file in a training fold: caught
+    by run_experiment's audit (by content), before any run folder; the hashes are cached."""
+    import soundfile as sf
+
+    from esc50kit.experiment import run_experiment
+    from esc50kit.splits import HASHES_FILENAME
+
+    csv = writable_root / "meta" / "esc50.csv"
+    meta = pd.read_csv(csv)
+    src = meta[meta["fold"] == 5].iloc[0]
+    clone = f"1-999999-A-{src['target']}.wav"
+    y, sr = sf.read(writable_root / "audio" / src["filename"], dtype="int16")
+    sf.write(writable_root / "audio" / clone, y, sr, subtype="PCM_16")  # same sound, new file
+    meta = pd.concat([meta, pd.DataFrame([{**src.to_dict(), "filename": clone, "fold": 1,
+                                           "src_file": 999999, "take": "A"}])])
+    meta.to_csv(csv, index=False)
+    art = tmp_path / "art"
+    with pytest.raises(LeakageError) as err:
+        run_experiment(writable_root, artifacts_dir=art, mode="final", profile="tiny",
+                       run_name="r", progress=False)
+    assert "LEAK [content] train <-> test" in str(err.value)
+    assert f"{clone} (train) <-> {src['filename']} (test)" in str(err.value)
+    assert not (art / "runs" / "r").exists()
+    assert (art / "features" / HASHES_FILENAME).is_file()
+
+
+def test_content_hashes_are_cached_by_size_and_mtime(table, tmp_path, monkeypatch):
+    from esc50kit import splits
+
+    first = splits.content_hashes(table, cache_dir=tmp_path)
+    assert first.tolist() == [audio_content_hash(p) for p in table["path"]]
+    calls = []
+    monkeypatch.setattr(splits, "audio_content_hash", lambda p: calls.append(p) or "x")
+    again = splits.content_hashes(table, cache_dir=tmp_path)
+    assert calls == [] and again.tolist() == first.tolist()
