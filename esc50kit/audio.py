@@ -18,6 +18,12 @@ PAD_MODES = ("constant", "wrap")
 # soxr "HQ" is the quality librosa.load uses by default (res_type="soxr_hq"), so clips
 # read here sound the same as clips read by librosa.
 RESAMPLE_QUALITY = "HQ"
+# Largest sample magnitude accepted from a float file (1.0 is full scale). Float WAVs may
+# go a little past full scale (headroom before a limiter), but 1e3 is 60 dB above it:
+# no recording is that loud, while a file of the wrong byte order or of uninitialised
+# memory is. Such samples would reach the features as +60 dB or, squared in the power
+# spectrum, overflow float32 to inf. Integer PCM files cannot exceed full scale.
+MAX_ABS_SAMPLE = 1e3
 
 
 class AudioReadError(RuntimeError):
@@ -31,6 +37,39 @@ class AudioReadError(RuntimeError):
             "WAV/FLAC/OGG file (re-download or re-extract the dataset), or pass "
             "on_error='skip' to leave it out and report it."
         )
+
+
+def sample_problem(data: np.ndarray) -> str | None:
+    """What makes decoded samples unusable, or None: a NaN or infinite sample, or one
+    beyond ``MAX_ABS_SAMPLE``.
+
+    Args:
+        data: samples of any shape, e.g. (samples, channels); integer arrays always pass.
+    """
+    if data.dtype.kind in "iub" or data.size == 0:
+        return None
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.reshape(len(data), -1).all(axis=1)) if data.ndim > 1 \
+            else np.flatnonzero(~finite)
+        return (f"{int((~finite).sum())} sample(s) are NaN or infinite (the first at frame "
+                f"{int(bad[0])}); the file is damaged or was written from a failed computation")
+    peak = float(np.abs(data).max())
+    if peak > MAX_ABS_SAMPLE:
+        return (f"samples reach {peak:.3g}, beyond the accepted magnitude {MAX_ABS_SAMPLE:g} "
+                "(1.0 is full scale); the file is damaged (wrong byte order?) or not audio")
+    return None
+
+
+def _open_problem(path: str | Path, exc: BaseException) -> str:
+    """Why libsndfile could not open ``path``, in words (its own say 'System error.')."""
+    p = Path(path)
+    if not p.exists():
+        return "no such file (check the path)"
+    if p.is_dir():
+        return "it is a folder, not an audio file (give the files in it)"
+    text = str(getattr(exc, "error_string", None) or exc).rstrip(".")
+    return f"{type(exc).__name__}: {text}"
 
 
 def n_samples(*, sr: int, duration: float) -> int:
@@ -97,10 +136,12 @@ def load_audio(
         pad_mode: ``"constant"`` (zeros) or ``"wrap"`` (repeat the clip).
 
     Returns:
-        np.ndarray, shape (round(sr * duration),) or (natural samples,), float32, in [-1, 1].
+        np.ndarray, shape (round(sr * duration),) or (natural samples,), float32, finite: in [-1, 1] for
+        integer files, within +-``MAX_ABS_SAMPLE`` for float files.
 
     Raises:
-        AudioReadError: the file is missing, truncated or not audio.
+        AudioReadError: the file is missing, truncated, not audio, holds no samples, or
+            holds a non-finite sample or one beyond ``MAX_ABS_SAMPLE``.
         ValueError: a parameter is out of range.
     """
     if sr <= 0:
@@ -118,13 +159,17 @@ def load_audio(
             # own float conversion is several times slower. Other formats read as float32.
             if fh.subtype == "PCM_16":
                 data = fh.read(dtype="int16", always_2d=True)
+                problem = None  # integer samples: finite and within full scale
                 data = data.astype(np.float32) * np.float32(1 / 32768)
             else:
                 data = fh.read(dtype="float32", always_2d=True)
+                problem = sample_problem(data)
     except Exception as exc:  # libsndfile reports missing, truncated and foreign files alike
-        raise AudioReadError(path, f"{type(exc).__name__}: {exc}") from exc
+        raise AudioReadError(path, _open_problem(path, exc)) from exc
     if data.shape[0] == 0:
         raise AudioReadError(path, "the file holds no samples")
+    if problem is not None:
+        raise AudioReadError(path, problem)
     # (samples, channels) -> (samples,)
     y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     y = resample(np.ascontiguousarray(y), orig_sr=int(file_sr), target_sr=sr)

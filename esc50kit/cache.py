@@ -8,13 +8,16 @@ never reuses a stale cache. A file that fails its checksum is rebuilt with a war
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import warnings
 from dataclasses import dataclass, field
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -142,6 +145,125 @@ def _init_worker() -> None:
         sys.modules["cv2"].setNumThreads(1)
 
 
+def _worker_loop(conn, parent_pid: int) -> None:
+    """A worker process: run the tasks that arrive on ``conn`` until told to stop.
+
+    SIGINT is ignored: a Ctrl-C reaches the whole process group, and the parent alone
+    decides how the workers stop (it kills them). The worker exits by itself when its
+    parent is gone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # the parent blocked SIGINT while starting us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _init_worker()
+    while True:
+        while not conn.poll(1.0):
+            if os.getppid() != parent_pid:
+                return
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        try:
+            reply = (True, _extract_chunk(task))
+        except Exception as exc:  # a failure outside the per-file handling; re-raised in the parent
+            reply = (False, f"{type(exc).__name__}: {exc}")
+        conn.send(reply)
+
+
+class _Workers:
+    """Worker processes with a pipe each, for :func:`extract_features`.
+
+    Not ``multiprocessing.Pool``: its ``terminate()`` takes a lock of the task queue
+    that a worker may hold while it waits to write to a full pipe, so a Ctrl-C could
+    hang until a second one. Here no lock is shared: on any exception, KeyboardInterrupt
+    included, the parent kills its workers and waits only for them to exit.
+    """
+
+    def __init__(self, n: int, ctx) -> None:
+        self.procs, self.conns = [], []
+        # SIGINT stays blocked while the workers start, so none is interrupted before it
+        # ignores SIGINT; one that arrives meanwhile reaches this process afterwards.
+        mask = getattr(signal, "pthread_sigmask", None)  # POSIX only
+        old = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
+        try:
+            for _ in range(n):
+                parent_end, child_end = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_worker_loop, args=(child_end, os.getpid()), daemon=True)
+                self.procs.append(proc)
+                self.conns.append(parent_end)
+                proc.start()
+                child_end.close()
+        except BaseException:
+            self.stop(kill=True)
+            raise
+        finally:
+            if mask:
+                mask(signal.SIG_SETMASK, old)
+
+    def imap_unordered(self, tasks: Sequence) -> Iterator:
+        """Results of ``_extract_chunk`` on ``tasks``, in the order they finish."""
+        todo = iter(tasks)
+        busy: dict[Any, int] = {}  # connection -> worker index
+        for i, conn in enumerate(self.conns):
+            task = next(todo, None)
+            if task is None:
+                break
+            conn.send(task)
+            busy[conn] = i
+        while busy:
+            sentinels = {self.procs[i].sentinel: i for i in busy.values()}
+            for ready in mp_connection.wait([*busy, *sentinels]):
+                if ready in sentinels:
+                    conn = self.conns[sentinels[ready]]
+                    if conn in busy and not conn.poll():
+                        proc = self.procs[sentinels[ready]]
+                        raise RuntimeError(
+                            f"feature worker process {proc.pid} died (exit code {proc.exitcode}) "
+                            "while computing features; out of memory? Try fewer workers (n_jobs)."
+                        )
+                    continue
+                if ready not in busy:
+                    continue
+                ok, payload = ready.recv()
+                if not ok:
+                    raise RuntimeError(f"feature extraction failed in a worker: {payload}")
+                yield payload
+                task = next(todo, None)
+                if task is None:
+                    del busy[ready]
+                else:
+                    ready.send(task)
+
+    def stop(self, *, kill: bool) -> None:
+        """Stop the workers: ask them to finish (``kill=False``), or kill them now."""
+        for conn in self.conns:
+            if not kill:
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+        for proc in self.procs:
+            if proc.pid is None:
+                continue
+            if kill:
+                proc.kill()
+            proc.join(timeout=None if kill else 5.0)
+            if proc.is_alive():  # did not finish in time: no reason to wait longer
+                proc.kill()
+                proc.join()
+        for conn in self.conns:
+            conn.close()
+
+    def __enter__(self) -> "_Workers":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop(kill=exc_type is not None)
+
+
 def _row_shape(config: FeatureConfig, variants: VariantSpec | None) -> tuple[int, ...]:
     """Shape of one row of X: (n_bins, frames), or (copies, n_bins, frames) for variants."""
     return config.shape if variants is None else (int(variants.copies), *config.shape)
@@ -246,8 +368,8 @@ def extract_features(
         import librosa.effects  # noqa: F401  (imported once here; forked workers inherit it)
     bar = tqdm(total=n, desc="features" if variants is None else f"variants x{per_clip}",
                unit="clip", disable=not progress, leave=False)
-    pool = None
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
         if n_jobs <= 1:
             results: Iterator = map(_extract_chunk, tasks)
         else:
@@ -255,8 +377,7 @@ def extract_features(
             # (spawn re-imports numpy and scipy in each worker); spawn where fork is absent.
             methods = mp.get_all_start_methods()
             ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-            pool = ctx.Pool(n_jobs, initializer=_init_worker)
-            results = pool.imap_unordered(_extract_chunk, tasks)
+            results = stack.enter_context(_Workers(n_jobs, ctx)).imap_unordered(tasks)
         for ok, Xc, errs in results:
             X[ok] = Xc
             done[ok] = True
@@ -265,11 +386,6 @@ def extract_features(
                     raise AudioReadError(paths[i], reason)
                 errors[i] = reason
             bar.update(len(ok) + len(errs))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     kept = np.flatnonzero(done)
     if len(kept) < n:
         X = X[kept]

@@ -398,6 +398,10 @@ class Normalizer:
 
         Returns:
             Normalizer: with ``mean`` and ``std`` of shape (n_bins,).
+
+        Raises:
+            ValueError: ``X`` has the wrong shape, or a value that is not finite (the
+                message names the first rows).
         """
         X = np.asarray(X)
         if X.ndim != 3 or X.shape[0] == 0:
@@ -405,13 +409,27 @@ class Normalizer:
         n_bins = X.shape[1]
         s = np.zeros(n_bins)
         ss = np.zeros(n_bins)
-        for i in range(0, X.shape[0], chunk):
-            part = X[i : i + chunk].astype(np.float64)
-            s += part.sum(axis=(0, 2))
-            ss += np.square(part).sum(axis=(0, 2))
+        bad_rows: list[int] = []
         count = X.shape[0] * X.shape[2]
-        mean = s / count
-        var = np.maximum(ss / count - mean**2, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite rows: reported below
+            for i in range(0, X.shape[0], chunk):
+                part = X[i : i + chunk].astype(np.float64)
+                sq = np.square(part)
+                per_clip = sq.sum(axis=(1, 2))  # (clips,): inf or NaN where a clip has one
+                bad_rows.extend((i + np.flatnonzero(~np.isfinite(per_clip))).tolist())
+                s += part.sum(axis=(0, 2))
+                ss += sq.sum(axis=(0, 2))
+            mean = s / count
+            var = np.maximum(ss / count - mean**2, 0.0)
+        if bad_rows or not (np.isfinite(mean).all() and np.isfinite(var).all()):
+            # A NaN here would silently turn every normalised clip into NaN: chance accuracy.
+            raise ValueError(
+                f"Normalizer.fit: the training features are not finite ({len(bad_rows)} of "
+                f"{X.shape[0]} clips hold NaN, inf or values too large to square, e.g. rows "
+                f"{bad_rows[:5]}); the mean or std of a bin would be NaN. A clip or a feature "
+                "cache is damaged: check those clips' audio, or delete the feature cache "
+                "(artifacts/features) to recompute it."
+            )
         return cls(mean, np.sqrt(var), n_fit=X.shape[0])
 
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import mixup, spec_augment
-from .fileio import atomic_path, atomic_write_csv
+from .fileio import WriteError, atomic_path, atomic_write_csv
 from .models import load_checkpoint
 
 OPTIMIZERS = ("adamw", "adam")
@@ -182,13 +182,37 @@ def choose_device(preference: str = "auto") -> torch.device:
         preference: ``"auto"`` or an explicit torch device string (``"cpu"``, ``"cuda:1"``).
     """
     if preference != "auto":
-        return torch.device(preference)
+        return _checked_device(preference)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _checked_device(name: str) -> torch.device:
+    """``torch.device(name)``, refused here if this machine lacks it (torch would fail
+    later, mid-run, with a traceback about deserialising or initialising CUDA)."""
+    hint = "use device 'cpu' or 'auto' (--device cpu, or --set training.device=\"auto\")"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {name!r} is not a torch device ({exc}); {hint}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA" if torch.version.cuda is None
+                   else "no NVIDIA GPU or driver is visible")
+            raise ValueError(f"device {name!r}: CUDA is not available on this machine ({why}; "
+                             f"torch {torch.__version__}); {hint}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s), numbered from 0; {hint}")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {name!r}: Apple MPS is not available here; {hint}")
+    return device
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -223,10 +247,37 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 # ---------------------------------------------------------------- files
 
 
+class TrainingDivergedError(RuntimeError):
+    """A training or validation loss became NaN or infinite; the message says where."""
+
+
+def _write_failure(exc: BaseException) -> bool:
+    """Whether ``torch.save`` failed to write (a full disk, a file-size limit), not to pickle.
+
+    torch reports a failed write as a RuntimeError of its C++ zip writer, e.g.
+    ``[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file
+    data/0: file write failed``, with no errno.
+    """
+    text = str(exc)
+    return isinstance(exc, OSError) or any(
+        s in text for s in ("inline_container", "PytorchStreamWriter", "write failed"))
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it.
+
+    Raises:
+        WriteError: (an OSError) the file could not be written, e.g. on a full disk; the
+            message names ``path`` and what to do. ``path`` is left as it was and the
+            temporary file is removed.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (RuntimeError, OSError) as exc:
+        if not _write_failure(exc):
+            raise
+        raise WriteError(path, exc, what="checkpoint") from exc
 
 
 # ---------------------------------------------------------------- pieces of a step
@@ -415,6 +466,15 @@ def _n_classes(model: nn.Module) -> int:
     return last.out_features
 
 
+def _diverged(which: str, value: float, epoch: int, out: Path | None) -> str:
+    kept = (f" {out / LAST} still holds the last finished epoch." if out is not None
+            and (out / LAST).is_file() else "")
+    return (f"the {which} loss became {value} in epoch {epoch}: training diverged, and "
+            "every later result would be meaningless. Lower the learning rate (e.g. "
+            "--set training.lr=...) or set training.grad_clip, and start a new run "
+            f"(resuming repeats the same steps).{kept}")
+
+
 def fit(
     model: nn.Module,
     X_train: np.ndarray | torch.Tensor,
@@ -456,8 +516,10 @@ def fit(
         FitResult. ``model`` holds the best weights (chosen on the validation fold).
 
     Raises:
-        ValueError: inputs of mismatched lengths, or a checkpoint written with another
-            training configuration.
+        ValueError: inputs of mismatched lengths or with non-finite values, or a
+            checkpoint written with another training configuration.
+        TrainingDivergedError: a loss became NaN or infinite (checked every step).
+        WriteError: a checkpoint could not be written (e.g. a full disk).
     """
     from tqdm.auto import tqdm
 
@@ -480,6 +542,11 @@ def fit(
     ytr = torch.as_tensor(y_train, dtype=torch.long).to(device)
     Xva = torch.as_tensor(X_val, dtype=torch.float32)
     yva = torch.as_tensor(y_val, dtype=torch.long)
+    for name, X in (("X_train", Xtr), ("X_val", Xva)):
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError(f"{name} holds NaN or infinite values; a clip or the normaliser "
+                             "statistics are damaged (check the clips' audio, or delete the "
+                             "feature cache to recompute it)")
 
     steps = _steps_per_epoch(len(Xtr), config.batch_size)
     # with config.ema, `scored` is the weight average: it is validated, chosen and saved
@@ -572,7 +639,10 @@ def fit(
                 if ema_model is not None:
                     ema_update(ema_model, model, decay=config.ema,
                                step=scheduler.last_epoch)
-                loss_sum += loss.item() * len(idx)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(_diverged("training", value, epoch, out))
+                loss_sum += value * len(idx)
                 correct += (logits.argmax(1) == target.argmax(1)).sum().item()
                 seen += len(idx)
             train_time = time.perf_counter() - t0
@@ -580,6 +650,8 @@ def fit(
             samples_seen += seen
             val_loss, val_acc = evaluate(scored, Xva, yva, batch_size=config.eval_batch_size,
                                          device=device, amp=config.amp)
+            if not math.isfinite(val_loss):
+                raise TrainingDivergedError(_diverged("validation", val_loss, epoch, out))
             row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                    "val_loss": val_loss, "val_acc": val_acc,
                    "lr": optimizer.param_groups[0]["lr"],
