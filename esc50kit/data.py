@@ -39,6 +39,27 @@ def _parse_filename(name: str) -> tuple[int, str, str, int]:
     return int(fold), src, take, int(target)
 
 
+def _integer_column(df: pd.DataFrame, col: str, csv_path: Path) -> pd.Series:
+    """``df[col]`` as int64; integral floats such as ``3.0`` (a spreadsheet's) pass.
+
+    Raises:
+        DatasetError: naming the rows (line in the file, filename, value) that are empty,
+            not numbers, or not whole numbers.
+    """
+    if pd.api.types.is_integer_dtype(df[col]):
+        return df[col].astype("int64")
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() | (values % 1 != 0)
+    if bad.any():
+        rows = [f"row {i + 1} ({df['filename'].iloc[i]}: {df[col].iloc[i]})"
+                for i in np.flatnonzero(bad.to_numpy())[:3]]
+        raise DatasetError(
+            f"{csv_path}: column {col!r} must hold whole numbers; {int(bad.sum())} row(s) do "
+            f"not: {'; '.join(rows)}. Fix those rows of the table."
+        )
+    return values.astype("int64")
+
+
 def read_table(root: str | Path) -> pd.DataFrame:
     """Read ``meta/esc50.csv`` of a dataset root and check its columns.
 
@@ -46,7 +67,8 @@ def read_table(root: str | Path) -> pd.DataFrame:
         pd.DataFrame: the table as written, with the official columns typed.
 
     Raises:
-        DatasetError: the file is missing, unreadable, or lacks an official column.
+        DatasetError: the file is missing, unreadable, lists no rows, lacks an official
+            column, or holds a fold or target that is not a whole number (rows named).
     """
     root = Path(root)
     csv_path = root / META_RELPATH
@@ -65,10 +87,13 @@ def read_table(root: str | Path) -> pd.DataFrame:
             f"{csv_path} lacks the official column(s) {missing}; "
             f"expected {list(ESC50_COLUMNS)}. Is this an ESC-50 metadata file?"
         )
+    if df.empty:
+        raise DatasetError(
+            f"{csv_path} holds a header but no rows: it lists no clips. Restore the complete "
+            "table (or run `python download_data.py --force` for the official dataset)."
+        )
     for col in ("fold", "target"):
-        if not pd.api.types.is_integer_dtype(df[col]):
-            bad = df.loc[pd.to_numeric(df[col], errors="coerce").isna(), "filename"].head(3).tolist()
-            raise DatasetError(f"{csv_path}: column {col!r} must hold integers; bad rows: {bad}")
+        df[col] = _integer_column(df, col, csv_path)
     if df["esc10"].dtype != bool:
         df["esc10"] = df["esc10"].astype(str).str.lower().map({"true": True, "false": False})
         if df["esc10"].isna().any():

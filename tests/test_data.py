@@ -126,3 +126,29 @@ def test_missing_audio_is_named(writable_root):
     with pytest.raises(DatasetError, match=victim.name):
         load_metadata(writable_root)
     assert len(load_metadata(writable_root, check_audio=False)) == 50
+
+
+@pytest.mark.parametrize(("column", "value"), [("fold", 1.5), ("fold", "one"), ("target", None)])
+def test_a_fold_or_target_that_is_not_a_whole_number_names_its_row(writable_root, column, value):
+    def edit(df):
+        df[column] = df[column].astype(object)
+        df.loc[4, column] = value
+        return df
+
+    _rewrite(writable_root, edit)
+    name = pd.read_csv(writable_root / META_RELPATH)["filename"].iloc[4]
+    with pytest.raises(DatasetError, match=rf"'{column}' must hold whole numbers; 1 row\(s\) "
+                                           rf"do not: row 5 \({name}: {value if value else 'nan'}\)"):
+        load_metadata(writable_root)
+
+
+def test_whole_numbers_written_as_floats_are_read_as_integers(writable_root):
+    _rewrite(writable_root, lambda df: df.assign(fold=df["fold"].astype(float)))  # 1.0, 2.0, ...
+    df = load_metadata(writable_root)
+    assert df["fold"].dtype == "int64" and sorted(df["fold"].unique()) == [1, 2, 3, 4, 5]
+
+
+def test_a_table_of_only_a_header_says_it_lists_no_clips(writable_root):
+    (writable_root / META_RELPATH).write_text(",".join(ESC50_COLUMNS) + "\n")
+    with pytest.raises(DatasetError, match="header but no rows: it lists no clips"):
+        load_metadata(writable_root)
