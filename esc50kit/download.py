@@ -30,7 +30,13 @@ fly, so their hash is not stable; the files themselves are what the pipeline rea
    ``"custom"`` when its files pass: the tests and offline demos run on it. The kind found
    is always reported.
 3. Every listed WAV is present and readable by libsndfile, 44.1 kHz, mono, 220,500 frames
-   (5 s). Only headers are read, in a thread pool: 2000 files take about a second.
+   (5 s). Only headers are read, in a thread pool: 2000 files take about a second. The
+   samples of a float WAV (not of ESC-50's 16-bit ones) are read too: a NaN, infinite or
+   huge sample (beyond ``esc50kit.audio.MAX_ABS_SAMPLE``) fails it.
+
+A failure names the file as the user knows it (in the ``--source`` folder, or
+``<zip>:<member>``, never the staging folder) and says what to do: fetch again with
+``--force`` for the network archive, fix or replace the file for a local source.
 
 A later run checks a verified tree cheaply: the table's SHA-256 and the size of every
 listed WAV must match the marker, so a deleted, truncated or edited file is noticed, and
@@ -65,7 +71,7 @@ import urllib.request
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -75,6 +81,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from . import __version__
+from .audio import sample_problem
 from .fileio import atomic_write_json
 from .data import (
     AUDIO_DIRNAME,
@@ -128,6 +135,7 @@ TMP_PREFIX = ".esc50kit-tmp-"  # staging folders; hidden, never taken for a data
 MAX_ROOT_DEPTH = 2  # how deep find_dataset_root looks below the folder it is given
 AUDIO_CHECK_WORKERS = 8  # header reads wait on the disk, not the CPU
 N_LISTED = 5  # how many offending files an error message names
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # WAV sample formats that can hold NaN, inf, or >> 1
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +159,55 @@ _OFFLINE_HINT = (
     f"`python download_data.py --source path/to/{ARCHIVE_NAME}`."
 )
 _REFETCH_HINT = "Fetch the dataset again with `python download_data.py --force`."
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a tree under verification came from, so that messages name the user's files.
+
+    A tree is verified in a hidden staging folder of ``dest``; its paths mean nothing to
+    the user, and the advice depends on the source: a local folder or zip must be fixed
+    (``--force`` would copy the same bad file again), the network archive fetched again.
+
+    Attributes:
+        root: the tree as verified (e.g. ``dest/.esc50kit-tmp-xxxx/ESC-50-master``).
+        shown: what messages call ``root``: the source folder, or ``<zip>:<top folder>``.
+        advice: the sentence that ends each message: what to do.
+    """
+
+    root: Path
+    shown: str
+    advice: str = _REFETCH_HINT
+
+    @property
+    def _sep(self) -> str:
+        return "" if self.shown.endswith((":", "/")) else "/"
+
+    def name(self, path: Path) -> str:
+        """``path`` (under ``root``) as the user knows it."""
+        rel = Path(path).relative_to(self.root).as_posix()
+        return self.shown if rel == "." else f"{self.shown}{self._sep}{rel}"
+
+    def text(self, message: str) -> str:
+        """A message of another module with the staged paths replaced by the user's."""
+        return (message.replace(f"{self.root}{os.sep}", f"{self.shown}{self._sep}")
+                .replace(str(self.root), self.shown))
+
+
+def _folder_origin(root: Path, src_root: Path) -> Origin:
+    return Origin(root, str(src_root), (
+        f"Fix or replace the named file(s) in the source folder {src_root}, then run the "
+        "same command again (the source is copied as it is, so --force alone would copy "
+        "the same files)."))
+
+
+def _zip_origin(root: Path, archive: Path, prefix: str, *, owned: bool) -> Origin:
+    shown = f"{archive}:{prefix}" if prefix else f"{archive}:"
+    if owned:  # downloaded here: fetching it again is the remedy
+        return Origin(root, shown, _REFETCH_HINT)
+    return Origin(root, shown, (
+        f"Fix or replace the named member(s) of the zip {archive} (or download the official "
+        f"archive again, {URL}), then run the same command again."))
 
 
 # --------------------------------------------------------------------------- download
@@ -501,7 +558,8 @@ def _listing(items: list[str]) -> str:
     return "; ".join(items[:N_LISTED]) + more
 
 
-def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str) -> None:
+def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str, *,
+                  advice: str = _REFETCH_HINT) -> None:
     """Hold a table that holds ESC-50 classes to ESC-50's layout (module docstring, rule 2)."""
     official = {name: target for target, name in enumerate(ESC50_CATEGORIES)}
     pairs = df.drop_duplicates("category")[["category", "target"]].itertuples(index=False)
@@ -510,7 +568,7 @@ def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str) -> Non
     if wrong:
         raise DownloadError(
             f"{source}: categories with the wrong target: {_listing(wrong)}. The table is "
-            f"not an intact ESC-50 table. {_REFETCH_HINT}"
+            f"not an intact ESC-50 table. {advice}"
         )
     claims_esc50 = (
         any(c in official for c in summary.clips_per_class)
@@ -527,12 +585,13 @@ def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str) -> Non
         f"{ESC50_N_CLIPS} clips ({ESC50_N_CLASSES} classes x {CLIPS_PER_CLASS}, folds "
         f"{OFFICIAL_FOLDS[0]}-{OFFICIAL_FOLDS[-1]} x {ESC50_CLIPS_PER_FOLD}); a subset such as "
         f"ESC-10 keeps {CLIPS_PER_CLASS} clips per class and equal folds. The copy is "
-        f"incomplete. {_REFETCH_HINT}"
+        f"incomplete. {advice}"
     )
 
 
 def _audio_problem(path: Path) -> str | None:
-    """What is wrong with one WAV file's format, or None. Reads the header only."""
+    """What is wrong with one WAV file, or None. Reads the header, and the samples of a
+    float file (NaN, inf, or beyond :data:`esc50kit.audio.MAX_ABS_SAMPLE`)."""
     try:
         info = sf.info(str(path))
     except (RuntimeError, OSError) as exc:  # soundfile.LibsndfileError is a RuntimeError
@@ -544,11 +603,19 @@ def _audio_problem(path: Path) -> str | None:
         issues.append(f"{info.channels} channels, expected mono")
     if info.frames != CLIP_FRAMES:
         issues.append(f"{info.frames} frames, expected {CLIP_FRAMES} (5 s at 44.1 kHz)")
+    if not issues and info.subtype in FLOAT_SUBTYPES:  # integer PCM is finite and in range
+        try:
+            problem = sample_problem(sf.read(str(path), dtype="float64", always_2d=True)[0])
+        except (RuntimeError, OSError) as exc:
+            problem = f"unreadable ({getattr(exc, 'error_string', None) or exc})"
+        if problem:
+            issues.append(problem)
     return f"{path.name}: {', '.join(issues)}" if issues else None
 
 
 def verify_dataset(
-    root: str | Path, *, check_audio_format: bool = True, progress: bool = True
+    root: str | Path, *, check_audio_format: bool = True, progress: bool = True,
+    origin: Origin | None = None,
 ) -> DatasetSummary:
     """Verify an extracted ESC-50-style tree: table, counts, and every listed WAV file.
 
@@ -561,6 +628,8 @@ def verify_dataset(
         check_audio_format: read every WAV header (readable, rate, channels, length).
             Without it, files need only exist and be non-empty.
         progress: show a tqdm progress bar over the audio files.
+        origin: where ``root`` came from: messages then name the source's paths and
+            end with its advice (default: ``root`` itself, advised to fetch again).
 
     Returns:
         DatasetSummary: counts and ``kind`` ("ESC-50", "ESC-10", "ESC-50 subset" or "custom").
@@ -569,24 +638,25 @@ def verify_dataset(
         DownloadError: naming the offending files or values and what to do.
     """
     root = Path(root)
+    origin = origin or Origin(root, str(root))
     csv_path = root / META_RELPATH
     try:
         df = read_table(root)
-        validate_table(df, source=str(csv_path))
+        validate_table(df, source=origin.name(csv_path))
     except DatasetError as exc:
-        raise DownloadError(f"{exc} {_REFETCH_HINT}") from exc
+        raise DownloadError(f"{origin.text(str(exc))} {origin.advice}") from exc
     if df.empty:
-        raise DownloadError(f"{csv_path} lists no clips. {_REFETCH_HINT}")
+        raise DownloadError(f"{origin.name(csv_path)} lists no clips. {origin.advice}")
     summary = summarize(df)
-    _check_counts(df, summary, str(csv_path))
+    _check_counts(df, summary, origin.name(csv_path), advice=origin.advice)
     audio_dir = root / AUDIO_DIRNAME
     paths = [audio_dir / name for name in df["filename"]]
     missing = [p.name for p in paths if not p.is_file() or p.stat().st_size == 0]
     if missing:
         raise DownloadError(
-            f"{audio_dir}: {len(missing)} of {len(paths)} WAV file(s) listed in "
+            f"{origin.name(audio_dir)}: {len(missing)} of {len(paths)} WAV file(s) listed in "
             f"{META_RELPATH.as_posix()} are missing or empty: {_listing(missing)}. "
-            f"The tree is incomplete. {_REFETCH_HINT}"
+            f"The tree is incomplete. {origin.advice}"
         )
     if check_audio_format:
         with ThreadPoolExecutor(max_workers=AUDIO_CHECK_WORKERS) as pool:
@@ -595,9 +665,9 @@ def verify_dataset(
         problems = [r for r in results if r is not None]
         if problems:
             raise DownloadError(
-                f"{audio_dir}: {len(problems)} of {len(paths)} WAV file(s) are not ESC-50 clips "
-                f"(readable, {SAMPLE_RATE} Hz, mono, 5 s): {_listing(problems)}. Replace them "
-                f"with intact copies. {_REFETCH_HINT}"
+                f"{origin.name(audio_dir)}: {len(problems)} of {len(paths)} WAV file(s) are not "
+                f"ESC-50 clips (readable, {SAMPLE_RATE} Hz, mono, 5 s, finite samples): "
+                f"{_listing(problems)}. {origin.advice}"
             )
     return summary
 
@@ -633,11 +703,12 @@ def _write_marker(root: Path, summary: DatasetSummary) -> None:
         ) from exc
 
 
-def read_verified_summary(root: str | Path) -> DatasetSummary:
+def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> DatasetSummary:
     """Check a verified tree cheaply and return the summary recorded at verification.
 
     Cheap means no audio is decoded: the table must have the SHA-256 recorded in
     ``.verified.json`` and every listed WAV must exist with its recorded size.
+    ``advice`` ends a message about a damaged tree (default: fetch again with --force).
 
     Returns:
         DatasetSummary: as returned by :func:`verify_dataset` when the tree was verified.
@@ -663,11 +734,11 @@ def read_verified_summary(root: str | Path) -> DatasetSummary:
         sizes = {str(k): int(v) for k, v in record["audio_sizes"].items()}
         table_sha = record["table_sha256"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DownloadError(f"{marker} is unreadable ({exc}). {_REFETCH_HINT}") from exc
+        raise DownloadError(f"{marker} is unreadable ({exc}). {advice}") from exc
     csv_path = root / META_RELPATH
     if not csv_path.is_file() or _sha256(csv_path) != table_sha:
         raise DownloadError(
-            f"{csv_path} is missing or changed since it was verified. {_REFETCH_HINT}"
+            f"{csv_path} is missing or changed since it was verified. {advice}"
         )
     changed = []
     for name, size in sizes.items():
@@ -679,7 +750,7 @@ def read_verified_summary(root: str | Path) -> DatasetSummary:
     if changed:
         raise DownloadError(
             f"{root / AUDIO_DIRNAME}: {len(changed)} WAV file(s) changed since verification: "
-            f"{_listing(changed)}. The tree is damaged. {_REFETCH_HINT}"
+            f"{_listing(changed)}. The tree is damaged. {advice}"
         )
     return summary
 
@@ -710,16 +781,18 @@ def _copy_tree(src: Path, dst: Path, *, progress: bool) -> Path:
     return dst
 
 
-def _install(target: Path, build: Callable[[Path], Path], *, progress: bool) -> DatasetSummary:
+def _install(target: Path, build: Callable[[Path], Path], *, progress: bool,
+             origin: Callable[[Path], Origin]) -> DatasetSummary:
     """Build a tree in a staging folder beside ``target``, verify and mark it, then rename it.
 
-    ``build(staging)`` writes a dataset somewhere under ``staging`` and returns its root.
+    ``build(staging)`` writes a dataset somewhere under ``staging`` and returns its root;
+    ``origin(root)`` says how messages name that root's files.
     An existing ``target`` (only with ``force``) is replaced once the new tree verified.
     """
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=target.parent))
     try:
         root = build(staging)
-        summary = verify_dataset(root, progress=progress)
+        summary = verify_dataset(root, progress=progress, origin=origin(root))
         _write_marker(root, summary)
         if target.exists():
             os.replace(target, staging / "previous")
@@ -729,18 +802,24 @@ def _install(target: Path, build: Callable[[Path], Path], *, progress: bool) -> 
     return summary
 
 
-def _use_existing(target: Path, *, progress: bool) -> DatasetSummary:
-    """Accept a tree already at ``target``: cheaply if marked, else by a full verification."""
+def _use_existing(target: Path, *, progress: bool, local: bool) -> DatasetSummary:
+    """Accept a tree already at ``target``: cheaply if marked, else by a full verification.
+
+    ``local``: the command copies a local ``--source``, so ``--force`` copies it again
+    (no network); else ``--force`` fetches the archive again.
+    """
+    again = ("copy it again from the source" if local else "fetch it again")
+    advice = (f"Run the same command with --force to {again} (it replaces {target}), or "
+              "remove that folder.")
     if (target / MARKER_NAME).exists():
-        summary = read_verified_summary(target)
+        summary = read_verified_summary(target, advice=advice)
         logger.info("%s is already verified (%s); nothing to fetch", target, summary)
         return summary
     try:
-        summary = verify_dataset(target, progress=progress)
+        summary = verify_dataset(target, progress=progress, origin=Origin(target, str(target), ""))
     except DownloadError as exc:
         raise DownloadError(
-            f"{target} exists but does not verify: {exc} "
-            "Remove it, or run with --force to replace it."
+            f"{target} exists but does not verify: {str(exc).rstrip()} {advice}"
         ) from exc
     _write_marker(target, summary)
     logger.info("verified the existing tree %s (%s)", target, summary)
@@ -805,17 +884,20 @@ def _prepare_from_folder(source: Path, dest: Path, *, force: bool, progress: boo
     target = dest / src_root.name
     if src_root.resolve() == target.resolve():  # the source already is the tree in dest
         if force:
-            _write_marker(target, verify_dataset(target, progress=progress))
+            origin = _folder_origin(target, src_root)
+            _write_marker(target, verify_dataset(target, progress=progress, origin=origin))
         else:
-            _use_existing(target, progress=progress)
+            _use_existing(target, progress=progress, local=True)
         return target.resolve()
     if target.exists() and not force:
-        _use_existing(target, progress=progress)
+        _use_existing(target, progress=progress, local=True)
         return target.resolve()
+
     def build(staging: Path) -> Path:
         return _copy_tree(src_root, staging / src_root.name, progress=progress)
 
-    summary = _install(target, build, progress=progress)
+    summary = _install(target, build, progress=progress,
+                       origin=lambda root: _folder_origin(root, src_root))
     logger.info("copied and verified %s into %s (%s)", src_root, target, summary)
     return target.resolve()
 
@@ -827,13 +909,14 @@ def _prepare_from_zip(archive: Path, dest: Path, *, force: bool, progress: bool,
         prefix = _zip_root_prefix(archive)
         target = dest / (name or PurePosixPath(prefix).name or archive.stem)
         if target.exists() and not force:
-            _use_existing(target, progress=progress)
+            _use_existing(target, progress=progress, local=not owned)
             return target.resolve()
 
         def build(staging: Path) -> Path:
             return extract_archive(archive, staging / "extracted", progress=progress) / prefix
 
-        summary = _install(target, build, progress=progress)
+        summary = _install(target, build, progress=progress,
+                           origin=lambda root: _zip_origin(root, archive, prefix, owned=owned))
     except CorruptArchiveError as exc:
         if not owned:
             raise
@@ -855,7 +938,7 @@ def _prepare_from_url(url: str, dest: Path, *, force: bool, progress: bool) -> P
         archive.unlink(missing_ok=True)
         _discard(archive.with_name(archive.name + ".part"))
     elif target.exists():
-        _use_existing(target, progress=progress)
+        _use_existing(target, progress=progress, local=False)
         return target.resolve()
     if not archive.exists():  # a complete archive from an interrupted run is reused
         logger.info("downloading %s to %s", url, archive)

@@ -494,3 +494,69 @@ def test_find_dataset_root_looks_below_and_skips_hidden(synthetic_root, tmp_path
     assert find_dataset_root(synthetic_root.parent) == synthetic_root
     with pytest.raises(DownloadError, match="meta/esc50.csv"):
         find_dataset_root(tmp_path)
+
+
+# --------------------------------------------------------------------------- advice fits the source
+
+
+def _nan_wav(path: Path) -> None:
+    """A float WAV of the right format (44.1 kHz, mono, 5 s) holding one NaN sample."""
+    y = np.zeros(220500, dtype=np.float32)
+    y[1000] = np.nan
+    sf.write(path, y, 44100, subtype="FLOAT")
+
+
+def test_a_nan_sample_fails_verification_by_name(writable_root):
+    victim = _first_wav(writable_root)
+    _nan_wav(victim)
+    with pytest.raises(DownloadError, match=rf"{victim.name}: 1 sample\(s\) are NaN"):
+        verify_dataset(writable_root, progress=False)
+
+
+def test_a_bad_file_in_a_source_folder_is_named_there_and_not_refetched(writable_root, tmp_path):
+    victim = _first_wav(writable_root)
+    _nan_wav(victim)
+    with pytest.raises(DownloadError) as info:
+        prepare_dataset(source=writable_root, dest=tmp_path / "data", progress=False)
+    msg = str(info.value)
+    assert f"{writable_root / AUDIO_DIRNAME}: 1 of 50" in msg and victim.name in msg
+    assert TMP_PREFIX not in msg  # not the staging folder
+    assert f"Fix or replace the named file(s) in the source folder {writable_root}" in msg
+    assert "download_data.py --force" not in msg  # that would go to the network
+    _assert_nothing_valid_left(tmp_path / "data")
+
+
+def test_a_bad_member_of_a_source_zip_is_named_as_a_member(writable_root, tmp_path):
+    _nan_wav(_first_wav(writable_root))
+    (writable_root / META_RELPATH).write_text("filename,fold\n")  # and a broken table
+    archive = tmp_path / "manual.zip"
+    archive.write_bytes(_zip_tree(writable_root, "ESC-50-master"))
+    with pytest.raises(DownloadError) as info:
+        prepare_dataset(source=archive, dest=tmp_path / "data", progress=False)
+    msg = str(info.value)
+    assert f"{archive}:ESC-50-master/meta/esc50.csv" in msg and TMP_PREFIX not in msg
+    assert f"Fix or replace the named member(s) of the zip {archive}" in msg
+    assert "download_data.py --force" not in msg
+
+
+def test_a_bad_member_of_the_downloaded_archive_says_fetch_again(server, writable_root, tmp_path):
+    victim = _first_wav(writable_root)
+    _nan_wav(victim)
+    server.files["/nan.zip"] = _zip_tree(writable_root, EXTRACTED_DIRNAME)
+    with pytest.raises(DownloadError) as info:
+        prepare_dataset(url=server.url("/nan.zip"), dest=tmp_path, progress=False)
+    msg = str(info.value)
+    assert f"{EXTRACTED_DIRNAME}.zip:{EXTRACTED_DIRNAME}/{AUDIO_DIRNAME}" in msg
+    assert victim.name in msg and TMP_PREFIX not in msg
+    assert msg.endswith("Fetch the dataset again with `python download_data.py --force`.")
+
+
+def test_a_damaged_copy_of_a_local_source_says_copy_again(synthetic_root, tmp_path):
+    root = prepare_dataset(source=synthetic_root, dest=tmp_path, progress=False)
+    victim = _first_wav(root)
+    victim.unlink()
+    proc = _cli("--source", str(synthetic_root), "--dest", str(tmp_path), "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert victim.name in proc.stderr
+    assert "same command with --force to copy it again from the source" in proc.stderr
+    assert proc.stdout == ""  # no summary, no path: nothing claims a verified dataset
