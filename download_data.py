@@ -8,7 +8,9 @@
 Already verified data is not fetched again; --force fetches it anyway. On success the
 summary is printed, then the dataset path as the last line of stdout (for scripts:
 ``root=$(python download_data.py | tail -n 1)``). On failure the reason and what to do
-go to stderr and the exit code is 1. All the logic is in :mod:`esc50kit.download`.
+go to stderr and the exit code is 1 (2 for a bad argument; 130 after Ctrl-C: run the
+same command again to resume; --debug shows the traceback). All the logic is in
+:mod:`esc50kit.download`.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import argparse
 import logging
 import sys
 
-from esc50kit.download import URL, DownloadError, prepare_dataset, read_verified_summary
+from esc50kit.cli import add_debug_flag, entry_point
+from esc50kit.download import URL, prepare_dataset, read_verified_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,23 +30,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dest", default="data", help="folder that receives the dataset (default: data)")
     parser.add_argument("--force", action="store_true", help="fetch again even if verified data is there")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
+@entry_point  # DownloadError, OSError: `error: ...`, exit 1; Ctrl-C: exit 130 (esc50kit.cli)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
-    try:
-        root = prepare_dataset(source=args.source, dest=args.dest, force=args.force,
-                               url=args.url, progress=not args.quiet)
-        summary = read_verified_summary(root)
-    except (DownloadError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume.", file=sys.stderr)
-        return 130
+    root = prepare_dataset(source=args.source, dest=args.dest, force=args.force,
+                           url=args.url, progress=not args.quiet)
+    summary = read_verified_summary(root)
     print(summary)
     print(root)
     return 0

@@ -31,6 +31,8 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from esc50kit.cli import add_debug_flag, entry_point
+
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ESC-10"
 
 
@@ -117,6 +119,7 @@ def _stage_costs(paths: list[str], config) -> dict:
     return {"read": read_ms, "resample": res_ms, "features": feat_ms, "rates": sorted(rates)}
 
 
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="esc50kit worker processes (default: all CPUs)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N clips")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     if not (args.data / "meta" / "esc50.csv").is_file():
         parser.error(f"--data {args.data}: no meta/esc50.csv there; pass an ESC-50-style root")

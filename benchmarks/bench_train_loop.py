@@ -29,6 +29,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from esc50kit.cli import add_debug_flag, entry_point
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="epochs timed for each loop")
     p.add_argument("--artifacts", default="artifacts", help="feature cache (with --data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -94,6 +97,7 @@ def plain_loop(model, X, y, *, config, n_classes, device) -> float:
     return seen / (time.perf_counter() - t0)
 
 
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch

@@ -17,12 +17,16 @@ import json
 import sys
 from pathlib import Path
 
+from esc50kit.cli import add_debug_flag, entry_point
 
+
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="finished run folders of one profile")
     p.add_argument("--crops", type=int, default=5, help="windows per clip")
     p.add_argument("--artifacts", default="artifacts", help="feature cache")
+    add_debug_flag(p)
     args = p.parse_args(argv)
 
     import numpy as np

@@ -21,6 +21,8 @@ import os
 import sys
 import time
 
+from esc50kit.cli import add_debug_flag, entry_point
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=JSON",
                    help="a fixed override for every trial, e.g. --set training.epochs=60")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -49,6 +52,7 @@ def _flag_value(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else json.dumps(value)
 
 
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch

@@ -37,6 +37,8 @@ import os
 import sys
 import time
 
+from esc50kit.cli import add_debug_flag, entry_point
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "where the official folds put them (default, the official protocol), "
                         "or exclude their clips from the less held-out side of each split")
     p.add_argument("--no-progress", action="store_true")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -91,6 +94,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return out
 
 
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch

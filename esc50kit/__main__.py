@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import predict
+from .cli import add_debug_flag, entry_point
 
 
 def _parse_value(text: str):
@@ -24,7 +25,10 @@ def _load_params(args: argparse.Namespace) -> dict:
         cfg = Path(args.config)
         if not cfg.is_file():
             raise ValueError(f"--config {cfg} not found")
-        loaded = yaml.safe_load(cfg.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(cfg.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--config {cfg} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
             raise ValueError(f"{cfg} must hold a mapping of parameter: value")
         params.update(loaded)
@@ -34,13 +38,9 @@ def _load_params(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import ChainError, run_chain
+    from .pipeline import run_chain
 
-    try:
-        params = _load_params(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    params = _load_params(args)
     # The chain's own settings may come from the YAML file too; command-line flags win.
     data = args.data or params.pop("data_dir", None)
     profile = args.profile or params.pop("profile", "quick")
@@ -49,37 +49,23 @@ def _run(args: argparse.Namespace) -> int:
     for key in ("data_dir", "profile", "out", "artifacts_dir"):
         params.pop(key, None)
     if not data:
-        print("error: give the dataset folder with --data (see `python download_data.py`)",
-              file=sys.stderr)
-        return 2
+        raise ValueError("give the dataset folder with --data (see `python download_data.py`)")
     notebooks = {"notebooks": tuple(args.notebooks)} if args.notebooks else {}
-    try:
-        result = run_chain(data_dir=data, profile=profile, out_dir=out, artifacts_dir=artifacts,
-                           parameters=params, cell_timeout=args.cell_timeout, **notebooks)
-    except ChainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = run_chain(data_dir=data, profile=profile, out_dir=out, artifacts_dir=artifacts,
+                       parameters=params, cell_timeout=args.cell_timeout, **notebooks)
     print((result.out_dir / "summary.md").read_text())
     print(f"reports: {result.out_dir}")
     return 0
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from .data import DatasetError
     from .experiment import FEATURES_DIRNAME
     from .packs import write_pack
     from .profiles import get_profile
 
-    try:
-        features = get_profile(args.profile).features
-        out = write_pack(args.data, args.out, features=features, subset=args.subset,
-                         cache_dir=Path(args.artifacts) / FEATURES_DIRNAME)
-    except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    features = get_profile(args.profile).features
+    out = write_pack(args.data, args.out, features=features, subset=args.subset,
+                     cache_dir=Path(args.artifacts) / FEATURES_DIRNAME)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): the {args.profile} profile's "
           f"features of {args.data}; train on it with --data {out}")
     return 0
@@ -87,6 +73,7 @@ def _pack(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m esc50kit", description=__doc__)
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the four notebooks with papermill and render reports")
@@ -100,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--notebooks", nargs="+", metavar="NAME",
                      help="run only these notebooks, in order (e.g. 03_Modeling 04_Evaluation)")
     run.add_argument("--cell-timeout", type=int, default=None, help="seconds a cell may run")
+    add_debug_flag(run)
     run.set_defaults(func=_run)
 
     pack = sub.add_parser("pack", help="write a dataset's features and table to one .npz "
@@ -109,15 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--out", required=True, help="the pack file, *.npz")
     pack.add_argument("--subset", default="all", choices=("all", "esc10", "esc50"))
     pack.add_argument("--artifacts", default="artifacts", help="feature cache to read and fill")
+    add_debug_flag(pack)
     pack.set_defaults(func=_pack)
 
     pred = sub.add_parser("predict", help="classify audio files with a trained run")
     predict.add_arguments(pred)
+    add_debug_flag(pred)
     pred.set_defaults(func=predict.main)
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; errors end as ``error: ...`` and an exit status (:mod:`esc50kit.cli`)."""
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -120,12 +120,15 @@ class Classifier:
             device: torch device.
 
         Raises:
-            RunFolderError: the folder, a checkpoint or its statistics are missing, or
-                the feature configuration does not match what the checkpoint was trained on.
+            RunFolderError: the folder, a checkpoint or its statistics are missing, its
+                config.json is unreadable, or the feature configuration does not match
+                what the checkpoint was trained on.
+            ValueError: ``device`` is not available on this machine.
         """
         from .models import load_checkpoint_model
-        from .training import BEST
+        from .training import BEST, choose_device
 
+        device = str(choose_device(device))  # refuses a device this machine lacks
         run_dir = Path(run_dir)
         cfg_path = run_dir / "config.json"
         if not cfg_path.is_file():
@@ -133,8 +136,15 @@ class Classifier:
                 f"{run_dir} is not a run folder ({cfg_path.name} missing). Train one first, "
                 "e.g. `python -m esc50kit run --data DATA` (runs land in artifacts/runs/)."
             )
-        config = json.loads(cfg_path.read_text())
-        fconf = FeatureConfig.from_dict(config["features"])
+        try:
+            config = json.loads(cfg_path.read_text())
+            fconf = FeatureConfig.from_dict(config["features"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunFolderError(
+                f"{cfg_path} is unreadable ({type(exc).__name__}: {exc}): the run was "
+                "interrupted while it started, or the file was edited. Delete the folder "
+                "and train again, or pick another run folder."
+            ) from exc
         all_splits = [s["name"] for s in config["splits"]]
         if split is not None:
             wanted = [s for s in all_splits if s == split or s.startswith(f"test{split}-")]
@@ -298,20 +308,20 @@ def format_table(pred: Prediction, *, top: int) -> str:
 def main(args: argparse.Namespace) -> int:
     """Run the ``predict`` command; exit status 0 when every file was classified."""
     if args.top < 1:
-        print(f"error: --top {args.top} must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        clf = Classifier.from_runs(args.run, split=args.split, ensemble=args.ensemble or None,
-                                   device=args.device)
-    except (RunFolderError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--top {args.top} must be at least 1")
+    # A bad run folder or device is refused (exit 2, by esc50kit.cli) before any file is read.
+    clf = Classifier.from_runs(args.run, split=args.split, ensemble=args.ensemble or None,
+                               device=args.device)
     status, results = 0, []
     for f in args.files:
         try:
             pred = clf.predict_file(f)
-        except (AudioReadError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except AudioReadError as exc:  # this file only: say why, go on with the others
+            print(f"error: {exc.path}: {exc.reason}; no prediction for it", file=sys.stderr)
+            status = 1
+            continue
+        except ValueError as exc:
+            print(f"error: {exc}; no prediction for it", file=sys.stderr)
             status = 1
             continue
         if args.json:

@@ -149,3 +149,46 @@ def test_several_runs_are_averaged_together(synthetic_root, tmp_path):
     r = subprocess.run([sys.executable, "-m", "esc50kit", "predict", str(path), "--run",
                         *map(str, runs), "--json"], capture_output=True, text=True, check=True)
     assert len(json.loads(r.stdout)[0]["models"]) == 10
+
+
+def test_cli_refuses_missing_folder_empty_and_nan_files_by_name(trained, test_clip, tmp_path):
+    empty, nan = tmp_path / "empty.wav", tmp_path / "nan.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 22050)
+    y = np.zeros(22050, dtype=np.float32)
+    y[5] = np.nan
+    sf.write(nan, y, 22050, subtype="FLOAT")
+    missing = tmp_path / "missing.wav"
+    r = subprocess.run([sys.executable, "-m", "esc50kit", "predict", str(missing), str(tmp_path),
+                        str(empty), str(nan), test_clip.path, "--run", str(trained), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = r.stderr.strip().splitlines()
+    assert errors == [
+        f"error: {missing}: no such file (check the path); no prediction for it",
+        f"error: {tmp_path}: it is a folder, not an audio file (give the files in it); "
+        "no prediction for it",
+        f"error: {empty}: the file holds no samples; no prediction for it",
+        f"error: {nan}: 1 sample(s) are NaN or infinite (the first at frame 5); the file is "
+        "damaged or was written from a failed computation; no prediction for it",
+    ]
+    predicted = json.loads(r.stdout)  # only the good file, with finite probabilities
+    assert [p["file"] for p in predicted] == [test_clip.path]
+    assert all(np.isfinite(t["prob"]) for t in predicted[0]["top"])
+
+
+def test_cli_refuses_a_device_this_machine_lacks(trained, test_clip):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = subprocess.run([sys.executable, "-m", "esc50kit", "predict", test_clip.path, "--run",
+                        str(trained), "--device", "cuda"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: device 'cuda': CUDA is not available on this machine")
+    assert "Traceback" not in r.stderr
+
+
+def test_a_run_folder_with_an_unreadable_config_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("")
+    with pytest.raises(RunFolderError, match=r"config.json is unreadable.*Delete the folder"):
+        Classifier.from_run(tmp_path)
