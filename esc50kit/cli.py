@@ -17,7 +17,9 @@ exit    meaning
         (``ValueError``, argparse's usage errors, a script's ``SystemExit("...")``), a
         dataset table that does not validate (``DatasetError``), an unreadable,
         empty or non-finite audio file (``AudioReadError``), a leaking split
-        (``LeakageError``), a missing or inconsistent run folder (``RunFolderError``)
+        (``LeakageError``), a split whose score would mean nothing (``SplitError``: a
+        class without training clips, an empty or tiny scored fold, one class, a mode's
+        fold missing), a missing or inconsistent run folder (``RunFolderError``)
 130     Ctrl-C: ``interrupted; run the same command again to resume`` (every long step
         writes atomically and resumes)
 ======  ==================================================================================
@@ -46,7 +48,8 @@ INTERRUPTED_MESSAGE = "interrupted; run the same command again to resume"
 
 # (module, class): checked in this order, so a subclass listed first wins.
 _BAD_INPUT = (("esc50kit.data", "DatasetError"), ("esc50kit.audio", "AudioReadError"),
-              ("esc50kit.splits", "LeakageError"), ("esc50kit.predict", "RunFolderError"),
+              ("esc50kit.splits", "LeakageError"), ("esc50kit.splits", "SplitError"),
+              ("esc50kit.predict", "RunFolderError"),
               ("builtins", "ValueError"))
 _FAILED = (("esc50kit.download", "DownloadError"), ("esc50kit.pipeline", "ChainError"),
            ("esc50kit.training", "TrainingDivergedError"),

@@ -17,7 +17,9 @@ Run folder contract (read by the notebooks and by ``predict``; keep it stable)::
                            versions (python, torch, ...), created
         metrics.json       see :func:`_run_metrics`: per split accuracy and macro-F1
                            (validation and test), mean and std over splits, overall
-                           (pooled) accuracy and macro-F1, times, samples per second
+                           (pooled) accuracy and macro-F1, times, samples per second,
+                           ``warnings`` (why the score means little: empty unless the run
+                           was allowed with ``allow_degenerate``; also per split)
         predictions.csv    every scored clip of every split, concatenated: the columns of
                            :mod:`esc50kit.evaluation` plus ``split``; role ``test`` (or
                            ``val`` in validation mode, which has no test fold)
@@ -57,13 +59,13 @@ import pandas as pd
 from . import evaluation
 from .cache import load_or_compute
 from .data import class_names as _class_names
-from .data import load_metadata, summarize
+from .data import OFFICIAL_FOLDS, load_metadata, summarize
 from .features import FeatureConfig, Normalizer
 from .fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 from .models import ModelConfig, build_model, load_checkpoint_model
 from .packs import is_pack, read_pack
 from .profiles import Profile, get_profile
-from .splits import FoldSplit, assign_roles, audit, content_hashes, feature_hashes, make_splits
+from .splits import FoldSplit, assign_roles, audit, checked_splits, content_hashes, feature_hashes
 from .training import BEST, HISTORY, LAST, TrainConfig, fit, predict_proba
 from .variants import VariantSpec
 
@@ -161,19 +163,17 @@ def _split_dict(split: FoldSplit) -> dict[str, Any]:
             "val_fold": split.val_fold, "test_fold": split.test_fold}
 
 
-def _audited_splits(df: pd.DataFrame, mode: str, val_offset: int = 1, *,
-                    cross_fold: str = "allow") -> tuple[list[FoldSplit], str]:
-    """The splits of ``mode`` over the folds present, each proven leak-free (the official
-    folds' own cross-fold recordings allowed, or left out with ``cross_fold="exclude"``).
+def _audited_splits(df: pd.DataFrame, splits: list[FoldSplit], *,
+                    cross_fold: str = "allow") -> str:
+    """Prove every split leak-free (the official folds' own cross-fold recordings allowed,
+    or left out with ``cross_fold="exclude"``).
 
     Returns:
-        tuple: the splits, and their audit reports as text (the run folder's ``audit.txt``).
+        str: the audit reports (the run folder's ``audit.txt``).
 
     Raises:
         LeakageError: a split shares folds, files, source recordings or copies.
     """
-    splits = make_splits(mode, tuple(sorted(int(f) for f in df["fold"].unique())),
-                         val_offset=val_offset)
     reports = []
     for split in splits:
         if split.val_fold == split.test_fold:
@@ -181,13 +181,14 @@ def _audited_splits(df: pd.DataFrame, mode: str, val_offset: int = 1, *,
         report = audit(df, assign_roles(df, split, cross_fold=cross_fold),
                        check_content="content_hash" in df.columns)
         reports.append(f"{split.name} (cross_fold={cross_fold!r}) | {report}")
-    return splits, "\n\n".join(reports) + "\n"
+    return "\n\n".join(reports) + "\n"
 
 
 def _run_one_split(
     split: FoldSplit, *, df: pd.DataFrame, X: np.ndarray, V: np.ndarray | None, names: list[str],
     model_config: ModelConfig, train_config: TrainConfig, features: FeatureConfig,
     split_dir: Path, seed: int, progress: bool, cross_fold: str = "allow",
+    warnings: Sequence[str] = (),
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Normalise, train, choose on validation, score the test fold once. Returns (metrics, predictions)."""
     import torch
@@ -233,7 +234,7 @@ def _run_one_split(
         "test_accuracy": test_scores["accuracy"] if test_scores else None,
         "test_macro_f1": test_scores["macro_f1"] if test_scores else None,
         "train_seconds": result.train_seconds, "samples_per_s": result.samples_per_s,
-        "device": result.device,
+        "device": result.device, "warnings": list(warnings),
     }
     atomic_write_json(split_dir / "metrics.json", metrics)
     return metrics, pred
@@ -246,8 +247,9 @@ def _run_metrics(split_metrics: list[dict], pred: pd.DataFrame, *, role: str,
     Keys: ``scored_role`` (``test``, or ``val`` in validation mode), ``splits`` (the
     per-split dicts), ``accuracy`` and ``macro_f1`` (``mean``/``std``/``n`` over splits,
     std with ddof=1), ``overall_accuracy`` and ``overall_macro_f1`` (all scored clips
-    pooled), ``times`` (``features_s``, ``training_s``, ``total_s``) and
-    ``samples_per_s`` (training clips per second over all splits).
+    pooled), ``times`` (``features_s``, ``training_s``, ``total_s``),
+    ``samples_per_s`` (training clips per second over all splits) and ``warnings``
+    (every split's, in split order: why these scores mean little; empty for a sound run).
     """
     key = "test" if role == "test" else "val"
     pooled = evaluation.scores(pred["true_label"], pred["pred_label"])
@@ -263,7 +265,18 @@ def _run_metrics(split_metrics: list[dict], pred: pd.DataFrame, *, role: str,
         "n_scored": pooled["n"],
         "times": times,
         "samples_per_s": samples / train_s if train_s > 0 else None,
+        "warnings": [w for m in split_metrics for w in m.get("warnings", [])],
     }
+
+
+def score_warnings(metrics: dict[str, Any]) -> list[str]:
+    """The warnings of a run's ``metrics.json`` (none for runs written before they existed)."""
+    return [str(w) for w in metrics.get("warnings") or []]
+
+
+def warnings_markdown(metrics: dict[str, Any]) -> str:
+    """``score_warnings`` as markdown paragraphs, to append to a displayed score ("" if none)."""
+    return "".join(f"\n\n**WARNING**: {w}" for w in score_warnings(metrics))
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -297,7 +310,8 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         f"- scored role: **{role}** (checkpoints chosen on the validation fold only)", "",
         _md_table(rows), "",
         f"**{role} accuracy: {acc['mean']:.3f} +- {acc['std']:.3f}** over {acc['n']} split(s); "
-        f"pooled {metrics['overall_accuracy']:.3f}, macro-F1 {metrics['overall_macro_f1']:.3f}.", "",
+        f"pooled {metrics['overall_accuracy']:.3f}, macro-F1 {metrics['overall_macro_f1']:.3f}.",
+        *[f"WARNING: {w}" for w in score_warnings(metrics)], "",
         f"Times: features {t['features_s']:.1f} s, training {t['training_s']:.1f} s, "
         f"total {t['total_s']:.1f} s; {metrics['samples_per_s'] or float('nan'):.1f} training clips/s.", "",
         "## Beside the reference points", "",
@@ -320,6 +334,7 @@ def run_experiment(
     folds: Sequence[int] | None = None,
     keep_last_checkpoints: bool = False,
     cross_fold: str = "allow",
+    allow_degenerate: bool = False,
 ) -> RunResult:
     """Run a mode end to end and write the run folder (see the module docstring).
 
@@ -350,11 +365,18 @@ def run_experiment(
             of ESC-50 with clips in two folds, :data:`esc50kit.splits.OFFICIAL_CROSS_FOLD_CLIPS`):
             ``"allow"`` (the official protocol) or ``"exclude"`` (strict: a split leaves
             out their clips on its less held-out side; see :func:`esc50kit.splits.assign_roles`).
+        allow_degenerate: run splits whose score means little anyway (a class without
+            training clips, a dataset of one class, a scored fold with fewer clips than
+            classes); ``metrics.json`` (``warnings``, run level and per split) and
+            ``summary.md`` then say why next to the score. Default: refuse them.
 
     Returns:
         RunResult: the run folder, loaded.
 
     Raises:
+        SplitError: a split's score would mean nothing (see
+            :func:`esc50kit.splits.checked_splits`); a mode's fold without clips (``final``
+            without fold 5) is refused, never replaced by another fold. Nothing is written.
         LeakageError: a split leaks (never expected with the official folds).
         ValueError: ``run_name`` exists with another configuration.
     """
@@ -387,6 +409,14 @@ def run_experiment(
         df = df[keep].reset_index(drop=True)
         if packed:  # the pack's rows of the folds used
             X_packed = X_packed[keep]
+    # Checked before the audio is hashed or anything written: a split whose score would
+    # mean nothing stops here (or, allowed, carries its warnings into every report).
+    # The mode is laid out over the folds asked for (all five by default), not over those
+    # that hold clips: an empty fold 5 is refused, never replaced by fold 4.
+    splits, split_warnings = checked_splits(
+        df, mode, class_names=names, folds=OFFICIAL_FOLDS if folds is None else folds,
+        val_offset=val_offset, cross_fold=cross_fold, allow_degenerate=allow_degenerate,
+        source=str(data_dir))
     # The audit compares decoded audio too (a copy of a test clip under another name
     # and src_file is a leak); hashes are cached beside the features.
     if packed:
@@ -394,7 +424,7 @@ def run_experiment(
     else:
         df = df.assign(content_hash=content_hashes(
             df, cache_dir=Path(artifacts_dir) / FEATURES_DIRNAME, progress=progress))
-    splits, audit_text = _audited_splits(df, mode, val_offset, cross_fold=cross_fold)
+    audit_text = _audited_splits(df, splits, cross_fold=cross_fold)
     model_config = replace(prof.model, n_classes=len(names))
     artifacts = Path(artifacts_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -451,12 +481,14 @@ def run_experiment(
         split_dir = run_dir / split.name
         if (split_dir / "metrics.json").is_file():  # finished earlier: read it back
             metrics = json.loads((split_dir / "metrics.json").read_text())
+            metrics["warnings"] = split_warnings[split.name]  # the same clips: the same checks
             pred = pd.read_csv(split_dir / "predictions.csv")
         else:
             metrics, pred = _run_one_split(
                 split, df=df, X=X, V=V, names=names, model_config=model_config,
                 train_config=prof.training, features=prof.features, split_dir=split_dir,
-                seed=seed, progress=progress, cross_fold=cross_fold)
+                seed=seed, progress=progress, cross_fold=cross_fold,
+                warnings=split_warnings[split.name])
             if not keep_last_checkpoints:  # done: metrics.json marks it, resume never reads it
                 (split_dir / LAST).unlink(missing_ok=True)
         if progress:

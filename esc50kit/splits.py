@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -457,3 +458,194 @@ def _examples(df: pd.DataFrame, key: pd.Series, roles: pd.Series, shared: set[st
         if fa and fb:
             out.append(f"{k}: {fa[0]} ({a}) <-> {fb[0]} ({b})")
     return tuple(out)
+
+
+# --- Splits whose score would mean nothing -------------------------------------------------
+#
+# A split can be leak-free and still give a number that measures nothing: a class the model
+# never saw in training, one class in the whole dataset (100% for any model), a scored fold
+# with fewer clips than classes, or an empty side. These are checked before anything
+# trains; a mode is laid out over the folds it is asked for (the five official folds, or
+# ``folds=``), never over whichever folds happen to hold clips, so an empty fold 5 is a
+# refusal, not a silent "test on fold 4".
+
+# kind -> can it run at all? (an empty side cannot: there is nothing to train or to score)
+PROBLEM_KINDS = {"empty train": True, "empty val": True, "empty test": True,
+                 "one class": False, "class not trained": False,
+                 "few val clips": False, "few test clips": False}
+_SHOWN_PROBLEMS = 6  # at most this many named in one refusal (it stays one line)
+
+
+class SplitError(ValueError):
+    """A split whose score would mean nothing; refused before anything trains.
+
+    The message names each split, the classes and the counts, and what to do;
+    ``problems`` holds the :class:`SplitProblem` objects.
+    """
+
+    def __init__(self, message: str, problems: Sequence[SplitProblem] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True)
+class SplitProblem:
+    """One reason a split's score would mean nothing.
+
+    Attributes:
+        kind: a key of :data:`PROBLEM_KINDS`.
+        split: the split's name (``test5-val4``).
+        message: the whole sentence, starting with the split's name.
+    """
+
+    kind: str
+    split: str
+    message: str
+
+    @property
+    def fatal(self) -> bool:
+        """True when the split cannot run at all (an empty side), whatever is allowed."""
+        return PROBLEM_KINDS[self.kind]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _fold_list(folds: Sequence[int]) -> str:
+    return ",".join(str(f) for f in folds) or "(none)"
+
+
+def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
+                class_names: Sequence[str]) -> list[SplitProblem]:
+    """What would make this split's score meaningless; an empty list when nothing does.
+
+    Pure: reads the table and the roles, trains nothing.
+
+    Args:
+        df: the table (``category``; ``fold`` is not read: roles say where each row is).
+        roles: ``train``/``val``/``test``/``unused`` per row (:func:`assign_roles`).
+        split: the split the roles come from (names the folds in the messages).
+        class_names: every class of the dataset (all folds, also those not loaded): the
+            model's outputs.
+
+    Returns:
+        list[SplitProblem]: empty sides (training folds, the validation fold, the test
+        fold), a dataset of one class, classes without a training clip, and scored
+        folds with fewer clips than classes.
+    """
+    if not roles.index.equals(df.index):
+        raise ValueError("roles must be aligned with df (same index)")
+    name, n_classes = split.name, len(class_names)
+    category = df["category"].astype(str)
+    side = {r: category[roles == r] for r in ROLES}
+    where = {"train": f"training folds {_fold_list(split.train_folds)}",
+             "val": f"validation fold {split.val_fold}", "test": f"test fold {split.test_fold}"}
+    scored = ["val"] + (["test"] if split.test_fold is not None else [])
+    out = []
+
+    def problem(kind: str, text: str) -> None:
+        out.append(SplitProblem(kind=kind, split=name, message=f"{name}: {text}"))
+
+    for r in ["train"] + scored:
+        if side[r].empty:
+            problem(f"empty {r}", f"{where[r]} hold no clips" if r == "train"
+                    else f"{where[r]} holds no clips")
+    if n_classes == 1:
+        problem("one class", f"the dataset has one class ({class_names[0]!r}): every "
+                             "prediction is that class, so any model scores 100%")
+    if not side["train"].empty:
+        trained = set(side["train"])
+        absent = [c for c in class_names if c not in trained]
+        if absent:
+            scored_rows = pd.concat([side[r] for r in scored])
+            named = ", ".join(f"{c!r} ({int((scored_rows == c).sum())} scored)"
+                              for c in absent[:5]) + (" ..." if len(absent) > 5 else "")
+            problem("class not trained",
+                    f"{len(absent)} of {n_classes} class(es) without a clip in {where['train']} "
+                    f"({len(side['train'])} clips): {named}; the model never learns them, "
+                    "so every scored clip of them counts as an error")
+    for r in scored:
+        n = len(side[r])
+        if 0 < n < n_classes:
+            problem(f"few {r} clips",
+                    f"{where[r]} holds {n} clip(s) for {n_classes} classes: at least "
+                    f"{n_classes - n} class(es) never scored there, and each clip moves "
+                    f"its accuracy by {100 / n:.1f} points")
+    return out
+
+
+def checked_splits(
+    df: pd.DataFrame,
+    mode: str,
+    *,
+    class_names: Sequence[str],
+    folds: Sequence[int] = OFFICIAL_FOLDS,
+    val_offset: int = 1,
+    cross_fold: str = "allow",
+    allow_degenerate: bool = False,
+    source: str = "the dataset",
+) -> tuple[list[FoldSplit], dict[str, list[str]]]:
+    """The splits of ``mode`` over ``folds``, each checked by :func:`check_split`.
+
+    The mode is laid out over the folds asked for, not over those that hold clips: a
+    fold without clips is an empty side, so ``final`` without fold 5 is refused rather
+    than turned into "test on fold 4". To use fewer folds, ask for them (``folds=``).
+
+    Args:
+        df: the table of the folds used (``fold``, ``category``, ``filename``).
+        mode: ``cv``, ``validation`` or ``final`` (see :func:`make_splits`).
+        class_names: every class of the dataset, the model's outputs.
+        folds: the folds the mode is laid out over (default: the five official ones).
+        val_offset: ``cv`` only, see :func:`cv_splits`.
+        cross_fold: as in :func:`assign_roles` (the sizes checked are those it leaves).
+        allow_degenerate: run a split whose score means little anyway (a class without
+            training clips, one class, a scored fold with fewer clips than classes); its
+            problems come back as warnings. An empty side is refused all the same.
+        source: names the dataset in the message (its folder).
+
+    Returns:
+        tuple: the splits, and split name -> the warnings of that split (empty lists
+        unless ``allow_degenerate`` let problems through).
+
+    Raises:
+        SplitError: a problem, unless allowed; an empty side always.
+    """
+    folds = tuple(sorted({int(f) for f in folds}))
+    if mode == "cv" and len(folds) < 3:
+        raise SplitError(
+            f"{source}: mode 'cv' needs at least 3 folds (each fold tests once, another "
+            f"validates, the rest train), got folds {list(folds)}; ask for 3 or more folds")
+    splits = make_splits(mode, folds, val_offset=val_offset)
+    problems = [p for s in splits
+                for p in check_split(df, assign_roles(df, s, cross_fold=cross_fold), s, class_names)]
+    if any(p.fatal for p in problems) or (problems and not allow_degenerate):
+        raise SplitError(_refusal(problems, df, mode, folds, source), problems)
+    return splits, {s.name: [p.message for p in problems if p.split == s.name] for s in splits}
+
+
+def _refusal(problems: list[SplitProblem], df: pd.DataFrame, mode: str,
+             folds: tuple[int, ...], source: str) -> str:
+    """The one-line message of a refusal: the problems, then what to do."""
+    shown = [p.message for p in problems[:_SHOWN_PROBLEMS]]
+    if len(problems) > _SHOWN_PROBLEMS:
+        shown.append(f"and {len(problems) - _SHOWN_PROBLEMS} more")
+    head = f"{source}: refused, mode {mode!r} would report a meaningless score: " + "; ".join(shown)
+    if any(p.fatal for p in problems):
+        present = sorted(int(f) for f in df["fold"].unique())
+        missing = [f for f in folds if f not in present]
+        fix = "give every side of each split clips"
+        if missing:
+            fix = f"restore the clips of fold(s) {_fold_list(missing)}"
+            if len(present) >= 3 or (len(present) == 2 and mode == "validation"):
+                fix += (f", or ask for the folds that hold clips only (folds={present}; "
+                        f"train_cv.py --folds {' '.join(map(str, present))})")
+            elif len(present) == 2:
+                fix += f"; on 2 folds only mode 'validation' can run (folds={present})"
+            else:
+                fix += f"; no mode can run on the fold(s) {present} alone"
+        return (f"{head}. To do: {fix}. A split with an empty side cannot run, not even "
+                "with allow_degenerate=True")
+    return (f"{head}. To do: give every class clips in the training folds and every scored "
+            "fold at least one clip per class (the official folds do), or run it anyway with "
+            "allow_degenerate=True (train_cv.py --allow-degenerate): every report then "
+            "carries these warnings next to the score")
