@@ -471,7 +471,7 @@ def _examples(df: pd.DataFrame, key: pd.Series, roles: pd.Series, shared: set[st
 
 # kind -> can it run at all? (an empty side cannot: there is nothing to train or to score)
 PROBLEM_KINDS = {"empty train": True, "empty val": True, "empty test": True,
-                 "one class": False, "class not trained": False,
+                 "missing train fold": False, "one class": False, "class not trained": False,
                  "few val clips": False, "few test clips": False}
 _SHOWN_PROBLEMS = 6  # at most this many named in one refusal (it stays one line)
 
@@ -522,7 +522,7 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
     Pure: reads the table and the roles, trains nothing.
 
     Args:
-        df: the table (``category``; ``fold`` is not read: roles say where each row is).
+        df: the table (``category``, ``fold``).
         roles: ``train``/``val``/``test``/``unused`` per row (:func:`assign_roles`).
         split: the split the roles come from (names the folds in the messages).
         class_names: every class of the dataset (all folds, also those not loaded): the
@@ -530,7 +530,8 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
 
     Returns:
         list[SplitProblem]: empty sides (training folds, the validation fold, the test
-        fold), a dataset of one class, classes without a training clip, and scored
+        fold), a training fold without clips (the others train: not the mode's protocol),
+        a dataset of one class, classes without a training clip, and scored
         folds with fewer clips than classes.
     """
     if not roles.index.equals(df.index):
@@ -550,6 +551,14 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
         if side[r].empty:
             problem(f"empty {r}", f"{where[r]} hold no clips" if r == "train"
                     else f"{where[r]} holds no clips")
+    trained_folds = set(df.loc[roles == "train", "fold"].astype(int))
+    idle = [f for f in split.train_folds if f not in trained_folds]
+    if idle and not side["train"].empty:
+        problem("missing train fold",
+                f"training fold(s) {_fold_list(idle)} hold no clips, so it trains on "
+                f"{len(split.train_folds) - len(idle)} of its {len(split.train_folds)} training "
+                f"folds ({_fold_list([f for f in split.train_folds if f in trained_folds])}): "
+                "not the protocol its score is compared under")
     if n_classes == 1:
         problem("one class", f"the dataset has one class ({class_names[0]!r}): every "
                              "prediction is that class, so any model scores 100%")
@@ -629,23 +638,25 @@ def _refusal(problems: list[SplitProblem], df: pd.DataFrame, mode: str,
     shown = [p.message for p in problems[:_SHOWN_PROBLEMS]]
     if len(problems) > _SHOWN_PROBLEMS:
         shown.append(f"and {len(problems) - _SHOWN_PROBLEMS} more")
-    head = f"{source}: refused, mode {mode!r} would report a meaningless score: " + "; ".join(shown)
+    todo = []
+    present = sorted(int(f) for f in df["fold"].unique())
+    missing = [f for f in folds if f not in present]
+    if missing:
+        fix = f"restore the clips of fold(s) {_fold_list(missing)}"
+        if len(present) >= 3:
+            fix += (f", or ask for the folds that hold clips only (folds={present}; "
+                    f"train_cv.py --folds {' '.join(map(str, present))})")
+        else:  # every mode trains, validates and holds out a fold of its own
+            fix += f"; no mode can run on fewer than 3 folds (this dataset has {present})"
+        todo.append(fix)
     if any(p.fatal for p in problems):
-        present = sorted(int(f) for f in df["fold"].unique())
-        missing = [f for f in folds if f not in present]
-        fix = "give every side of each split clips"
-        if missing:
-            fix = f"restore the clips of fold(s) {_fold_list(missing)}"
-            if len(present) >= 3 or (len(present) == 2 and mode == "validation"):
-                fix += (f", or ask for the folds that hold clips only (folds={present}; "
-                        f"train_cv.py --folds {' '.join(map(str, present))})")
-            elif len(present) == 2:
-                fix += f"; on 2 folds only mode 'validation' can run (folds={present})"
-            else:
-                fix += f"; no mode can run on the fold(s) {present} alone"
-        return (f"{head}. To do: {fix}. A split with an empty side cannot run, not even "
-                "with allow_degenerate=True")
-    return (f"{head}. To do: give every class clips in the training folds and every scored "
-            "fold at least one clip per class (the official folds do), or run it anyway with "
-            "allow_degenerate=True (train_cv.py --allow-degenerate): every report then "
-            "carries these warnings next to the score")
+        if not missing:
+            todo.append("give every side of each split clips")
+        todo.append("a split with an empty side cannot run, not even with allow_degenerate=True")
+    else:
+        todo.append("give every class clips in the training folds and every scored fold at "
+                    "least one clip per class (the official folds do), or run it anyway with "
+                    "allow_degenerate=True (train_cv.py --allow-degenerate): every report then "
+                    "carries these warnings next to the score")
+    return (f"{source}: refused, mode {mode!r} would report a meaningless score: "
+            + "; ".join(shown) + ". To do: " + "; ".join(todo))

@@ -195,3 +195,33 @@ def test_every_benchmark_main_goes_through_the_boundary():
             assert "@entry_point" in text and "add_debug_flag(" in text, path.name
     for path in (REPO / "download_data.py", REPO / "esc50kit" / "__main__.py"):
         assert "@entry_point" in path.read_text(), path.name
+
+
+# ---------------------------------------------------------------- meaningless scores refused
+
+def test_a_split_error_is_refused_input():
+    from esc50kit.splits import SplitError
+
+    assert exit_code(SplitError("data: refused, mode 'final' ...")) == 2
+
+
+@pytest.mark.parametrize(("drop", "message"), [
+    (lambda df: (df["category"] == "whistle") & df["fold"].isin([1, 2, 3]),
+     "test5-val4: 1 of 5 class(es) without a clip in training folds 1,2,3 (24 clips): 'whistle'"),
+    (lambda df: df["fold"] == 5, "test5-val4: test fold 5 holds no clips"),
+])
+def test_train_cv_on_a_meaningless_split_prints_one_line_and_writes_no_run(
+        drop, message, writable_root, tmp_path, capsys):
+    import pandas as pd
+
+    csv = writable_root / META_RELPATH
+    df = pd.read_csv(csv)
+    df[~drop(df)].to_csv(csv, index=False)
+    assert _train_cv("--data", str(writable_root), "--artifacts", str(tmp_path / "art")) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in captured.err
+    assert err[0].startswith(f"error: {writable_root}: refused, mode 'final' would report a "
+                             "meaningless score: ") and message in err[0]
+    assert "To do: " in err[0]
+    assert not (tmp_path / "art").exists() and "accuracy" not in captured.out
