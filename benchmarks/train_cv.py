@@ -5,7 +5,11 @@
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --seeds 2
 
 Prints per-split test accuracy, mean +- std over splits, training clips per second and
-wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. Checkpoints
+wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. A split whose
+score would mean nothing (a class without training clips, a dataset of one class, a
+scored fold with fewer clips than classes, a mode's fold without clips) is refused with
+one line and exit status 2; ``--allow-degenerate`` runs it anyway and prints ``WARNING:``
+lines next to the figures (an empty side is refused all the same). Checkpoints
 are chosen on each split's validation fold; test folds are scored once.
 
 ``--seeds N`` trains N runs (seeds ``--seed`` ... ``--seed + N - 1``; run folders
@@ -72,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the official folds' four cross-fold recordings (ESC-50): allow them "
                         "where the official folds put them (default, the official protocol), "
                         "or exclude their clips from the less held-out side of each split")
+    p.add_argument("--allow-degenerate", action="store_true",
+                   help="run splits whose score means little anyway (a class without training "
+                        "clips, one class, a scored fold with fewer clips than classes); the "
+                        "warnings are printed and written next to every score")
     p.add_argument("--no-progress", action="store_true")
     add_debug_flag(p)
     return p.parse_args(argv)
@@ -128,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides=overrides_from(args), seed=seed, run_name=name,
             progress=not args.no_progress, subset=args.subset,
             val_offset=offset, folds=args.folds,
-            keep_last_checkpoints=args.keep_last_checkpoints, cross_fold=args.cross_fold))
+            keep_last_checkpoints=args.keep_last_checkpoints, cross_fold=args.cross_fold,
+            allow_degenerate=args.allow_degenerate))
     return report(results, wall=time.perf_counter() - t0, threads=torch.get_num_threads(),
                   folds=args.folds)
 
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 def report(results, *, wall: float | None, threads: int | None, folds=None) -> int:
     """Print each run, then the ensemble of all of them; the last line is the overall accuracy."""
     from esc50kit.evaluation import mean_std
+    from esc50kit.experiment import score_warnings
 
     for result in results:
         m = result.metrics
@@ -151,6 +161,8 @@ def report(results, *, wall: float | None, threads: int | None, folds=None) -> i
         acc, val = m["accuracy"], mean_std([s["val_accuracy"] for s in m["splits"]])
         print(f"{role} accuracy mean +- std over {acc['n']} split(s): {acc['mean']:.3f} +- "
               f"{acc['std']:.3f} (validation {val['mean']:.3f})")
+        for w in score_warnings(m):
+            print(f"WARNING: {w}")
         print(f"training samples per second: {m['samples_per_s']:.1f}")
         print(f"training time: {m['times']['training_s']:.1f} s (features {m['times']['features_s']:.1f} s)")
     overall = results[0].metrics["overall_accuracy"]
@@ -167,6 +179,9 @@ def report(results, *, wall: float | None, threads: int | None, folds=None) -> i
     else:
         train = sum(r.metrics["times"]["training_s"] for r in results)
         print(f"read back {len(results)} finished run(s); their training time: {train:.1f} s")
+    n_warnings = sum(len(score_warnings(r.metrics)) for r in results)
+    if n_warnings:  # the last line stays the figure; this one stands next to it
+        print(f"WARNING: {n_warnings} warning(s) above: the score below means little")
     print(f"overall {role} accuracy: {overall:.3f}")
     return 0
 

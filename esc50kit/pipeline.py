@@ -213,7 +213,8 @@ def write_summary(
     seconds: dict[str, float],
     total_seconds: float,
 ) -> dict:
-    """Write ``summary.json`` and ``summary.md``: dataset, profile, accuracy, times."""
+    """Write ``summary.json`` and ``summary.md``: dataset, profile, accuracy (with the run's
+    ``warnings`` next to it, when its score means little), times."""
     from .data import load_metadata, summarize
 
     summary: dict = {
@@ -240,6 +241,7 @@ def write_summary(
         lines.append(f"- {summary['scored_role']} accuracy: {summary['accuracy']:.1%}"
                      + (f" (mean over folds {summary['cv_mean']:.1%} +- {summary['cv_std']:.1%})"
                         if summary.get("cv_mean") is not None else ""))
+        lines += [f"- WARNING: {w}" for w in summary.get("warnings", [])]
     lines.append(f"- total time: {summary['total_seconds']:.0f} s "
                  + "(" + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + ")")
     atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
@@ -260,4 +262,6 @@ def _run_metrics(artifacts_dir: Path, run_name: str) -> dict:
         "cv_mean": acc.get("mean") if acc.get("n", 0) > 1 else None,
         "cv_std": acc.get("std") if acc.get("n", 0) > 1 else None,
         "macro_f1": metrics.get("overall_macro_f1"),
+        # why the score means little (a run allowed with allow_degenerate); [] if sound
+        "warnings": [str(w) for w in metrics.get("warnings") or []],
     }
