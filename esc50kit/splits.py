@@ -464,7 +464,8 @@ def _examples(df: pd.DataFrame, key: pd.Series, roles: pd.Series, shared: set[st
 #
 # A split can be leak-free and still give a number that measures nothing: a class the model
 # never saw in training, one class in the whole dataset (100% for any model), a scored fold
-# with fewer clips than classes, or an empty side. These are checked before anything
+# with fewer clips than classes, a training fold without clips (the split then trains on
+# fewer folds than its protocol says), or an empty side. These are checked before anything
 # trains; a mode is laid out over the folds it is asked for (the five official folds, or
 # ``folds=``), never over whichever folds happen to hold clips, so an empty fold 5 is a
 # refusal, not a silent "test on fold 4".
