@@ -176,6 +176,7 @@ def run_chain(
             f"parameter(s) {sorted(unknown)} are declared by none of the notebooks; "
             f"known: {sorted(set().union(*[set(d) for d in declared.values()]))}"
         )
+    _preflight(data_abs, profile, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = ChainResult(out_dir=out_dir)
     t_chain = time.perf_counter()
@@ -201,6 +202,25 @@ def run_chain(
         total_seconds=time.perf_counter() - t_chain,
     )
     return result
+
+
+def _preflight(data_dir: Path, profile: str, params: dict) -> None:
+    """Refuse, before the first notebook, a dataset or split whose chain could not run or
+    whose score would mean nothing (the same checks notebook 03's training makes).
+
+    Raises:
+        DatasetError: the table or tree is not usable.
+        SplitError: a split of the run's mode is empty or degenerate
+            (:func:`esc50kit.splits.checked_splits`).
+    """
+    from .data import class_names, load_metadata
+    from .profiles import get_profile
+    from .splits import checked_splits
+
+    df = load_metadata(data_dir)
+    mode = params.get("mode") or get_profile(profile, params.get("overrides") or None).mode
+    checked_splits(df, mode, class_names=class_names(df),
+                   cross_fold=params.get("cross_fold", "allow"), source=str(data_dir))
 
 
 def write_summary(

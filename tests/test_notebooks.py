@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from esc50kit.pipeline import NOTEBOOK_DIR, NOTEBOOKS, ChainError, error_cells, run_chain
@@ -119,13 +120,41 @@ def test_a_notebook_reruns_alone_from_the_artifacts(chain, synthetic_root):
     assert error_cells(again.notebooks[0]) == []
 
 
-@pytest.mark.slow
-def test_a_failing_cell_stops_the_chain_and_names_it(tmp_path):
-    with pytest.raises(ChainError) as err:
+def test_a_missing_dataset_is_refused_before_any_notebook(tmp_path):
+    from esc50kit.data import DatasetError
+
+    with pytest.raises(DatasetError, match="no-data"):
         run_chain(data_dir=tmp_path / "no-data", out_dir=tmp_path / "r",
                   artifacts_dir=tmp_path / "a", html=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_split_that_would_mean_nothing_is_refused_before_any_notebook(writable_root, tmp_path):
+    from esc50kit.splits import SplitError
+
+    csv = writable_root / "meta" / "esc50.csv"
+    meta = pd.read_csv(csv)
+    meta[meta["fold"] != 5].to_csv(csv, index=False)  # final mode without its test fold
+    with pytest.raises(SplitError, match="test fold 5 holds no clips"):
+        run_chain(data_dir=writable_root, profile="tiny", out_dir=tmp_path / "r",
+                  artifacts_dir=tmp_path / "a", parameters={"mode": "final"}, html=False)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_cell_stops_the_chain_and_names_it(synthetic_root, tmp_path):
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, notebooks)
+    eda = json.loads((notebooks / "01_EDA.ipynb").read_text())
+    at = next(i for i, c in enumerate(eda["cells"]) if "parameters" in c["metadata"].get("tags", []))
+    eda["cells"].insert(at + 2, {"cell_type": "code", "id": "planted", "metadata": {}, "execution_count": None,
+                                 "outputs": [], "source": ["raise RuntimeError('planted failure')"]})
+    (notebooks / "01_EDA.ipynb").write_text(json.dumps(eda))
+    with pytest.raises(ChainError) as err:
+        run_chain(data_dir=synthetic_root, profile="tiny", out_dir=tmp_path / "r",
+                  artifacts_dir=tmp_path / "a", notebook_dir=notebooks, html=False)
     assert err.value.notebook == "01_EDA"
-    assert "01_EDA" in str(err.value) and "DatasetError" in str(err.value)
+    assert "01_EDA" in str(err.value) and "planted failure" in str(err.value)
     kept = Path(err.value.output)
     assert kept.is_file() and error_cells(kept)  # the executed notebook shows the error
     assert not (tmp_path / "r" / "02_Preprocessing.ipynb").exists()  # the chain stopped
