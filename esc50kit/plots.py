@@ -57,11 +57,14 @@ def plot_lr(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
 
 
 def plot_training_curves(history: pd.DataFrame, axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
-    """Loss and accuracy side by side on two Axes (created when not given)."""
+    """Loss, accuracy and the learning rate side by side on three Axes (created when not
+    given; with two, the learning rate is left out)."""
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(10, 3.5))[1]
+        axes = plt.subplots(1, 3, figsize=(15, 3.5))[1]
     plot_loss(history, axes[0])
     plot_accuracy(history, axes[1])
+    if len(axes) > 2:
+        plot_lr(history, axes[2])
     return axes
 
 
