@@ -49,9 +49,10 @@ run: env
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The example reports committed under reports/esc10-quick (see README).
+# The example reports committed under reports/esc50-quick (see README): the default
+# profile on ESC-50 (make reports DATA=path/to/ESC-50-master, or the verified data/).
 reports: env
-	$(MAKE) run DATA=$(or $(DATA),../shared/data/ESC-10) DEST=data/esc10 PROFILE=quick OUT=reports/esc10-quick
+	$(MAKE) run $(if $(DATA),DATA=$(DATA)) DEST=data PROFILE=quick OUT=reports/esc50-quick
 
 clean-artifacts:
 	rm -rf artifacts
