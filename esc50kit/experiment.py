@@ -457,8 +457,6 @@ def run_experiment(
                 "folder to start over"
             )
         config["created"] = old.get("created", config["created"])
-    atomic_write_json(run_dir / "config.json", config)
-    atomic_write_text(run_dir / "audit.txt", audit_text)
 
     t_feat = time.perf_counter()
     if packed:
@@ -475,6 +473,9 @@ def run_experiment(
         V = load_or_compute(df, prof.features, cache_dir=artifacts / FEATURES_DIRNAME,
                             progress=progress, variants=spec).X
     features_s = time.perf_counter() - t_feat
+    # Written once the features exist: a clip that cannot be read leaves no run folder.
+    atomic_write_json(run_dir / "config.json", config)
+    atomic_write_text(run_dir / "audit.txt", audit_text)
 
     all_metrics, all_pred = [], []
     for split in splits:

@@ -216,3 +216,14 @@ def test_ctrl_c_stops_feature_extraction_promptly_every_time(synthetic_root, tmp
             df = pd.concat([load_metadata(synthetic_root)] * 40, ignore_index=True)
             fs = load_or_compute(df, FeatureConfig(n_mels=64), cache_dir=cache, progress=False)
             assert fs.path.name == left[0]
+
+
+def test_a_run_on_a_nan_clip_is_refused_and_leaves_no_run_folder(writable_root, tmp_path):
+    from esc50kit.experiment import run_experiment
+
+    victim = load_metadata(writable_root)["filename"].iloc[3]
+    _float_wav(writable_root / AUDIO_DIRNAME / victim, bad=np.nan)
+    with pytest.raises(AudioReadError, match=victim):
+        run_experiment(writable_root, artifacts_dir=tmp_path, profile="tiny", mode="final",
+                       run_name="r", progress=False)
+    assert not (tmp_path / "runs" / "r").exists()  # no config, audit or score for it
