@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	  "on a larger disk: make test VENV=/larger/disk/esc50kit-venv")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,tracking]"
 	touch $@
 
 data: env
