@@ -32,6 +32,13 @@ its "test" folds are validation folds of the outer protocol.
 ``--from-runs RUN ...`` trains nothing: it reads finished run folders back and prints
 the same report for them and their ensemble (a seed ensemble when they share their
 splits, else an ensemble of fold models), e.g. to pool the members of two invocations.
+
+``--track`` also logs every run to MLflow (:mod:`esc50kit.tracking`): configuration,
+per-epoch curves, final figures, confusion matrix and the run folder, in the experiment
+named after the dataset, by default in ``sqlite:///<artifacts>/mlflow.db``
+(``MLFLOW_TRACKING_URI`` selects another store); the first lines say where and how to
+look (``mlflow ui --backend-store-uri ...``). Without mlflow installed it says that
+tracking is off and why, and the command runs untracked.
 """
 from __future__ import annotations
 
@@ -81,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "clips, one class, a scored fold with fewer clips than classes); the "
                         "warnings are printed and written next to every score")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--track", action="store_true",
+                   help='log the runs to MLflow (pip install -e ".[tracking]")')
     add_debug_flag(p)
     return p.parse_args(argv)
 
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = args.mode or get_profile(args.profile, overrides_from(args)).mode
     if args.val_offsets != [1] and mode != "cv":  # refuse before any member trains
         raise SystemExit(f"--val-offsets applies to cv mode only; this run's mode is {mode!r}")
+    track = args.track and tracking_ready(args.artifacts)
     members = [(offset, args.seed + (k if args.seeds == 1 else j))
                for k, offset in enumerate(args.val_offsets) for j in range(args.seeds)]
     t0 = time.perf_counter()
@@ -137,9 +147,22 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress, subset=args.subset,
             val_offset=offset, folds=args.folds,
             keep_last_checkpoints=args.keep_last_checkpoints, cross_fold=args.cross_fold,
-            allow_degenerate=args.allow_degenerate))
+            allow_degenerate=args.allow_degenerate, track=track))
     return report(results, wall=time.perf_counter() - t0, threads=torch.get_num_threads(),
                   folds=args.folds)
+
+
+def tracking_ready(artifacts: str) -> bool:
+    """Print where tracked runs go and how to look at them, or why tracking is off."""
+    from esc50kit.tracking import tracking_uri, ui_command, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        print(reason, flush=True)
+        return False
+    uri = tracking_uri(artifacts)
+    print(f"tracking: MLflow runs in {uri}; look at them with: {ui_command(uri)}", flush=True)
+    return True
 
 
 def report(results, *, wall: float | None, threads: int | None, folds=None) -> int:

@@ -41,6 +41,9 @@ Running again with the same ``run_name`` resumes: finished splits are read back,
 interrupted split continues from its ``checkpoint_last.pt``. A finished split never reads
 that file again, and it is the bulk of a run folder (the optimizer state doubles the
 weights), so it is deleted when the split's ``metrics.json`` is written.
+
+``track=True`` also logs the run to MLflow as it goes (:mod:`esc50kit.tracking`); the
+folder stays the record, and without ``track`` mlflow is never imported.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -66,6 +69,7 @@ from .models import ModelConfig, build_model, load_checkpoint_model
 from .packs import is_pack, read_pack
 from .profiles import Profile, get_profile
 from .splits import FoldSplit, assign_roles, audit, checked_splits, content_hashes, feature_hashes
+from .tracking import tracked
 from .training import BEST, HISTORY, LAST, TrainConfig, fit, predict_proba
 from .variants import VariantSpec
 
@@ -335,6 +339,8 @@ def run_experiment(
     keep_last_checkpoints: bool = False,
     cross_fold: str = "allow",
     allow_degenerate: bool = False,
+    track: bool = False,
+    on_split: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run a mode end to end and write the run folder (see the module docstring).
 
@@ -369,6 +375,13 @@ def run_experiment(
             training clips, a dataset of one class, a scored fold with fewer clips than
             classes); ``metrics.json`` (``warnings``, run level and per split) and
             ``summary.md`` then say why next to the score. Default: refuse them.
+        track: also log the run to MLflow (:mod:`esc50kit.tracking`: configuration,
+            per-epoch curves as each split finishes, final figures, confusion matrix,
+            the run folder). Off by default, and then mlflow is never imported; without
+            mlflow installed the run goes on untracked with a ``TrackingOffWarning``.
+        on_split: called as ``on_split(index, split_metrics)`` after each split, in split
+            order, finished earlier (read back) or now; an exception it raises stops the
+            run there (the search's pruner does so), leaving the finished splits to resume.
 
     Returns:
         RunResult: the run folder, loaded.
@@ -478,39 +491,45 @@ def run_experiment(
     atomic_write_text(run_dir / "audit.txt", audit_text)
 
     all_metrics, all_pred = [], []
-    for split in splits:
-        split_dir = run_dir / split.name
-        if (split_dir / "metrics.json").is_file():  # finished earlier: read it back
-            metrics = json.loads((split_dir / "metrics.json").read_text())
-            metrics["warnings"] = split_warnings[split.name]  # the same clips: the same checks
-            pred = pd.read_csv(split_dir / "predictions.csv")
-        else:
-            metrics, pred = _run_one_split(
-                split, df=df, X=X, V=V, names=names, model_config=model_config,
-                train_config=prof.training, features=prof.features, split_dir=split_dir,
-                seed=seed, progress=progress, cross_fold=cross_fold,
-                warnings=split_warnings[split.name])
-            if not keep_last_checkpoints:  # done: metrics.json marks it, resume never reads it
-                (split_dir / LAST).unlink(missing_ok=True)
-        if progress:
-            from tqdm.auto import tqdm
+    with tracked(enabled=track, config=config, artifacts_dir=artifacts) as tracker:
+        for index, split in enumerate(splits):
+            split_dir = run_dir / split.name
+            if (split_dir / "metrics.json").is_file():  # finished earlier: read it back
+                metrics = json.loads((split_dir / "metrics.json").read_text())
+                metrics["warnings"] = split_warnings[split.name]  # the same clips: the same checks
+                pred = pd.read_csv(split_dir / "predictions.csv")
+            else:
+                metrics, pred = _run_one_split(
+                    split, df=df, X=X, V=V, names=names, model_config=model_config,
+                    train_config=prof.training, features=prof.features, split_dir=split_dir,
+                    seed=seed, progress=progress, cross_fold=cross_fold,
+                    warnings=split_warnings[split.name])
+                if not keep_last_checkpoints:  # done: metrics.json marks it, resume never reads it
+                    (split_dir / LAST).unlink(missing_ok=True)
+            if progress:
+                from tqdm.auto import tqdm
 
-            test = f", test acc {metrics['test_accuracy']:.3f}" if metrics["test_accuracy"] is not None else ""
-            tqdm.write(f"{split.name}: best epoch {metrics['best_epoch']}, "
-                       f"val acc {metrics['val_accuracy']:.3f}{test}")
-        all_metrics.append(metrics)
-        all_pred.append(pred.assign(split=split.name))
+                test = f", test acc {metrics['test_accuracy']:.3f}" if metrics["test_accuracy"] is not None else ""
+                tqdm.write(f"{split.name}: best epoch {metrics['best_epoch']}, "
+                           f"val acc {metrics['val_accuracy']:.3f}{test}")
+            history = split_dir / HISTORY
+            tracker.log_split(metrics, pd.read_csv(history) if history.is_file() else None)
+            all_metrics.append(metrics)
+            all_pred.append(pred.assign(split=split.name))
+            if on_split is not None:
+                on_split(index, metrics)
 
-    role = "test" if splits[0].test_fold is not None else "val"
-    pred = pd.concat(all_pred, ignore_index=True)
-    pred = pred[pred["role"] == role].reset_index(drop=True)
-    atomic_write_csv(pred, run_dir / "predictions.csv")
-    times = {"features_s": features_s,
-             "training_s": sum(m["train_seconds"] for m in all_metrics),
-             "total_s": time.perf_counter() - t_start}
-    metrics = _run_metrics(all_metrics, pred, role=role, times=times)
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    atomic_write_text(run_dir / "summary.md", _summary_md(config, metrics, dataset))
+        role = "test" if splits[0].test_fold is not None else "val"
+        pred = pd.concat(all_pred, ignore_index=True)
+        pred = pred[pred["role"] == role].reset_index(drop=True)
+        atomic_write_csv(pred, run_dir / "predictions.csv")
+        times = {"features_s": features_s,
+                 "training_s": sum(m["train_seconds"] for m in all_metrics),
+                 "total_s": time.perf_counter() - t_start}
+        metrics = _run_metrics(all_metrics, pred, role=role, times=times)
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        atomic_write_text(run_dir / "summary.md", _summary_md(config, metrics, dataset))
+        tracker.finish(run_dir=run_dir, metrics=metrics, predictions=pred, class_names=names)
     return load_run(run_dir)
 
 
