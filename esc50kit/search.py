@@ -1,31 +1,48 @@
-"""Hyperparameter search on validation folds: a few random trials, then Bayesian ones.
+"""Hyperparameter search on validation folds with Optuna: one study per search.
 
 A *trial* trains one recipe (a profile plus overrides) as a cross-validation over the
 *search folds* only, by default folds 1-4: the other folds are never loaded, so the
-search cannot see them. Its score is the accuracy pooled over the held-out folds of
-that inner cross-validation, each scored by a model whose epoch was chosen on another
-fold: from the outer protocol's view, all of it is validation data.
+search cannot see them. Its score is the accuracy pooled over the held-out folds of that
+inner cross-validation, each scored by a model whose epoch was chosen on another fold:
+from the outer protocol's view, all of it is validation data. ``seeds=3`` scores a trial
+by the mean of three runs (on ESC-10 one seed moves a score as much as the settings do).
 
-The first ``n_initial`` trials draw settings at random; after that a Gaussian process
-(scikit-learn, Matern kernel plus noise) is fitted to the scores seen so far and the
-next trial is the candidate with the highest expected improvement. Every trial uses the
-same seed, so two recipes are compared on the same initialisation, shuffling and
-augmentation draws (common random numbers). The seed noise is still there: on ESC-10 one
-seed moves a trial's score as much as the settings do, so give each trial several seeds
-(``seeds=3`` scores it by the mean of three runs) or confirm the winner with other seeds
-before adopting it.
+The study lives in an Optuna storage: ``sqlite:///<artifacts>/search/optuna.db`` by
+default, or any URL Optuna takes (``postgresql://...``, ``mysql://...``), or a journal
+file (a path without ``://``, Optuna's JournalStorage, for a shared file system). Its
+name is the search's name. What the study keeps:
 
-The search keeps its record in ``<artifacts>/search/<name>/``: ``search.json`` (the
-profile, space, folds and seed; a rerun with other ones is refused) and ``trials.json``
-(one entry per finished trial, rewritten atomically). A rerun continues where the last
-one stopped; an interrupted trial resumes from its finished splits.
+- trial 0 is the profile itself (enqueued when the study is created); then Optuna's TPE
+  sampler, seeded with (``seed``, trial number): the same history gives the same trial,
+  and workers never share a random stream;
+- after each inner fold a trial reports the mean accuracy of its folds so far; a
+  percentile pruner stops it when that falls below the ``prune_below``-th percentile of
+  the finished trials at the same fold (after ``prune_after`` finished trials);
+- workers: the same call (or command) started in several processes or on several
+  machines against one storage runs trials of one study at once. A trial counts against
+  ``n_trials`` when it starts, by trial number, so the study ends with exactly
+  ``n_trials`` finished (complete or pruned) trials; a worker that starts one too many
+  (two asked at once) marks it failed with the user attribute ``surplus`` before it
+  trains. A worker waits for the others' last trials, then every worker prints the same
+  study;
+- interruptions: a trial stopped by Ctrl-C, or whose worker died (a process of this
+  machine that no longer exists, or with an SQL storage a heartbeat older than
+  ``GRACE_S``), is marked failed, and the next trial to start (in any worker) takes over
+  its parameters (``retry_of``) and its run folder, so it resumes from the interrupted
+  trial's finished splits and checkpoints. Trials failed by an error (``error``
+  attribute, e.g. training that diverged) are not retried: a new trial takes the place.
+
+Trial runs are ``<artifacts>/runs/search-<name>-t<k>`` (``-s<seed>`` with several seeds;
+``k`` is the number of the first attempt). ``<artifacts>/search/<name>/`` receives
+``trials.csv`` and Optuna's plots; ``optuna-dashboard <storage>`` shows the study live.
 
     run_search("data/ESC-10", profile="cpu-cv", n_trials=16, name="cpu-cv-2026")
 """
 from __future__ import annotations
 
 import json
-import math
+import os
+import socket
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -35,12 +52,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .fileio import atomic_write_json
+from .fileio import atomic_path, atomic_write_csv
 from .profiles import get_profile
 
 SEARCH_DIRNAME = "search"
-_SETUP_DEFAULTS = {"seeds": 1}  # settings added later: what a search written before them used
+STORAGE_NAME = "optuna.db"
 KINDS = ("float", "log", "int", "choice")
+HEARTBEAT_S, GRACE_S = 30, 120  # SQL storages: a RUNNING trial silent for GRACE_S is dead
+POLL_S = 2.0  # how often a worker waiting for the others' last trials looks again
 
 
 @dataclass(frozen=True)
@@ -48,11 +67,12 @@ class Param:
     """One searched setting.
 
     Attributes:
-        key: the override it sets, ``section.field`` (e.g. ``training.lr``).
+        key: the override it sets, ``section.field`` (e.g. ``training.lr``); also the
+            Optuna parameter's name.
         kind: ``float`` (uniform), ``log`` (uniform in log space), ``int`` (uniform,
-            rounded) or ``choice`` (one of ``choices``, in the order given).
+            integers) or ``choice`` (one of ``choices``).
         low, high: bounds for ``float``, ``log`` and ``int`` (inclusive).
-        choices: the values for ``choice``.
+        choices: the values for ``choice`` (None, bool, int, float or str).
     """
 
     key: str
@@ -73,30 +93,18 @@ class Param:
         if self.kind == "log" and self.low <= 0:
             raise ValueError(f"parameter {self.key!r}: a log range needs low > 0, got {self.low}")
 
-    def from_unit(self, u: float) -> Any:
-        """The value at position ``u`` in [0, 1] of the range."""
-        u = min(max(float(u), 0.0), 1.0)
+    def suggest(self, trial) -> Any:
+        """This setting's value for an Optuna ``trial`` (drawn by its sampler, or fixed)."""
         if self.kind == "choice":
-            return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+            return trial.suggest_categorical(self.key, list(self.choices))
         if self.kind == "int":
-            return int(round(self.low + u * (self.high - self.low)))
-        if self.kind == "log":
-            value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
-        else:
-            value = self.low + u * (self.high - self.low)
-        return float(min(max(value, self.low), self.high))  # rounding must not leave the range
+            return trial.suggest_int(self.key, int(self.low), int(self.high))
+        return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.kind == "log")
 
-    def to_unit(self, value: Any) -> float:
-        """Where ``value`` sits in [0, 1] (a choice: the middle of its bin)."""
+    def describe(self) -> str:
         if self.kind == "choice":
-            if value not in self.choices:
-                raise ValueError(f"parameter {self.key!r}: {value!r} is not one of {self.choices}")
-            return (self.choices.index(value) + 0.5) / len(self.choices)
-        if self.kind == "log":
-            u = (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
-        else:
-            u = (float(value) - self.low) / (self.high - self.low)
-        return min(max(u, 0.0), 1.0)
+            return f"{self.key} (one of {list(self.choices)})"
+        return f"{self.key} ({self.kind} {self.low}..{self.high})"
 
 
 # The CPU recipe's regularisation and optimiser settings: what a search on ESC-10 can
@@ -111,86 +119,234 @@ DEFAULT_SPACE: tuple[Param, ...] = (
 )
 
 
-def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, *, xi: float = 0.01) -> np.ndarray:
-    """Expected improvement over ``best`` of normal predictions (maximisation).
-
-    Args:
-        mean, std: predicted mean and standard deviation, shape (n,).
-        best: the best score seen so far.
-        xi: the margin an improvement must beat (exploration).
-
-    Returns:
-        np.ndarray, shape (n,), non-negative.
-    """
-    from scipy.stats import norm
-
-    std = np.maximum(std, 1e-12)
-    z = (mean - best - xi) / std
-    return np.maximum((mean - best - xi) * norm.cdf(z) + std * norm.pdf(z), 0.0)
+class _Surplus(Exception):
+    """A trial started after the study had its ``n_trials``: failed before it trains."""
 
 
-def suggest(history_x: np.ndarray, history_y: np.ndarray, *, rng: np.random.Generator,
-            n_initial: int = 5, n_candidates: int = 4096) -> np.ndarray:
-    """The next point to try, in the unit cube.
-
-    Args:
-        history_x: points tried so far, shape (n_trials, n_dims), in [0, 1].
-        history_y: their scores, shape (n_trials,); higher is better.
-        rng: draws the random points and the candidates.
-        n_initial: trials drawn at random before the Gaussian process takes over.
-        n_candidates: random candidates among which expected improvement is maximised.
-
-    Returns:
-        np.ndarray, shape (n_dims,).
-    """
-    history_x = np.asarray(history_x, dtype=float)
-    history_y = np.asarray(history_y, dtype=float)
-    n_dims = history_x.shape[1]
-    if len(history_y) < n_initial or np.ptp(history_y) == 0:
-        return rng.random(n_dims)  # a uniform point of the unit cube
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-    kernel = ConstantKernel(1.0) * Matern(length_scale=np.full(n_dims, 0.5),
-                                          length_scale_bounds=(0.05, 20.0), nu=2.5) \
-        + WhiteKernel(noise_level=0.1, noise_level_bounds=(1e-4, 1.0))
-    gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=3,
-                                  random_state=int(rng.integers(2**31)))
-    with warnings.catch_warnings():  # bounds hit on a few noisy points are expected
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gp.fit(history_x, history_y)
-    candidates = rng.random((n_candidates, n_dims))
-    mean, std = gp.predict(candidates, return_std=True)
-    ei = expected_improvement(mean, std, float(history_y.max()))
-    return candidates[int(np.argmax(ei))]
+def default_storage(artifacts_dir: str | Path) -> str:
+    """``sqlite:///<artifacts_dir>/search/optuna.db`` (absolute)."""
+    return f"sqlite:///{Path(artifacts_dir).expanduser().resolve() / SEARCH_DIRNAME / STORAGE_NAME}"
 
 
-def _space_dicts(space: Sequence[Param]) -> list[dict]:
-    return [{**asdict(p), "choices": list(p.choices)} for p in space]
+def open_storage(url: str):
+    """An Optuna storage: an SQL URL (with a heartbeat), or a journal file path."""
+    import optuna
+
+    if "://" not in url:  # a journal file, e.g. on a file system the machines share
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(url).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(Path(url).expanduser())))
+    engine_kwargs = {}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
+    with warnings.catch_warnings():  # the heartbeat is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                          heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
 
 
-def _trial_line(trial: dict, n_trials: int, best: float) -> str:
-    params = ", ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in trial["params"].items())
-    seeds = trial.get("seed_scores")
-    per_seed = f" = mean of {', '.join(f'{x:.3f}' for x in seeds)}" if seeds else ""
-    return (f"trial {trial['trial']} ({trial['trial'] + 1} of {n_trials}, {trial['origin']}): {params} -> "
-            f"{trial['score']:.3f}{per_seed} (best so far {best:.3f}; {trial['seconds']:.0f} s)")
+def default_name(profile: str, folds: Sequence[int], seed: int) -> str:
+    """The study's name when none is given: ``<profile>-folds<...>-seed<seed>``."""
+    return f"{profile}-folds{''.join(map(str, sorted({int(f) for f in folds})))}-seed{seed}"
+
+
+def dashboard_command(url: str) -> str:
+    """The command that shows a study's storage in a browser."""
+    return f"optuna-dashboard {url}"
+
+
+def _origin(trial) -> int:
+    """The number of a trial's first attempt (a retry carries it as ``retry_of``)."""
+    return int(trial.user_attrs.get("retry_of", trial.number))
+
+
+def _finished(trials) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _fail_dead_trials(study) -> None:
+    """Mark failed the RUNNING trials whose worker was a process of this machine that is gone."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        if worker.get("host") == host and worker.get("pid") != os.getpid() and not _alive(worker["pid"]):
+            try:
+                study.tell(t.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):  # another worker did it first
+                pass
+
+
+def _interrupted(trials):
+    """The last attempt of the lowest trial that was interrupted (failed without an
+    ``error``, not ``surplus``) and has no attempt running or finished; None if none."""
+    from optuna.trial import TrialState
+
+    attempts: dict[int, list] = {}
+    for t in trials:
+        if not t.user_attrs.get("surplus"):
+            attempts.setdefault(_origin(t), []).append(t)
+    for origin in sorted(attempts):
+        last = max(attempts[origin], key=lambda t: t.number)
+        if all(t.state == TrialState.FAIL for t in attempts[origin]) and "error" not in last.user_attrs:
+            return last
+    return None
+
+
+def _is_surplus(study, trial, n_trials: int) -> bool:
+    """Whether ``trial`` starts once the study's ``n_trials`` are taken (counted over the
+    lower trial numbers not failed), or while another attempt of the same trial is alive."""
+    from optuna.trial import TrialState
+
+    others = [t for t in study.get_trials(deepcopy=False)
+              if t.number != trial.number and t.state != TrialState.FAIL]
+    earlier = [t for t in others if t.number < trial.number]
+    return len(earlier) >= n_trials or any(_origin(t) == _origin(trial) for t in others)
+
+
+def _sampler(seed: int, number: int, n_initial: int, fixed: dict[str, Any] | None = None):
+    """TPE seeded with (seed, trial number); with ``fixed``, those parameters are kept."""
+    import optuna
+
+    trial_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+    tpe = optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=n_initial)
+    if not fixed:
+        return tpe
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.PartialFixedSampler(fixed, tpe)
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def trials_frame(trials: list[dict]) -> pd.DataFrame:
-    """The trials as a table, best first: ``trial``, ``origin``, ``score``, ``val_mean``,
-    ``seconds``, ``run_dir`` and one column per searched setting."""
-    if not trials:
-        return pd.DataFrame(columns=["trial", "origin", "score", "val_mean", "seconds", "run_dir"])
-    rows = [{"trial": t["trial"], "origin": t["origin"], "score": t["score"],
-             "val_mean": t["val_mean"], "seconds": t["seconds"], "run_dir": t["run_dir"],
-             **t["params"]} for t in trials]
-    return pd.DataFrame(rows).sort_values(["score", "trial"], ascending=[False, True]).reset_index(drop=True)
+def _trial_line(t, n_finished: int, n_trials: int, best: float | None) -> str:
+    from optuna.trial import TrialState
+
+    params = ", ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in t.params.items())
+    seconds = t.duration.total_seconds() if t.duration else float("nan")
+    head = f"trial {t.number} ({n_finished} of {n_trials}, {t.user_attrs.get('origin', 'tpe')}"
+    head += f", resumes trial {t.user_attrs['retry_of']}" if "retry_of" in t.user_attrs else ""
+    if t.state == TrialState.PRUNED:
+        step, value = max(t.intermediate_values.items())
+        return (f"{head}): {params} -> pruned after {step + 1} of {t.user_attrs['n_steps']} folds "
+                f"(mean so far {value:.3f}; {seconds:.0f} s)")
+    seeds = t.user_attrs.get("seed_scores")
+    per_seed = f" = mean of {', '.join(f'{x:.3f}' for x in seeds)}" if seeds else ""
+    return f"{head}): {params} -> {t.value:.3f}{per_seed} (best so far {best:.3f}; {seconds:.0f} s)"
+
+
+def trials_frame(study) -> pd.DataFrame:
+    """The finished trials of a study as a table: the complete ones best first, then the pruned.
+
+    Columns: ``trial``, ``state`` (``complete``/``pruned``), ``origin`` (``profile``,
+    ``random`` for TPE's start-up draws, or ``tpe``), ``retry_of`` (the interrupted trial
+    it resumed, or -1), ``score`` (pruned: NaN), ``folds_done``, ``partial`` (the last mean
+    reported), ``val_mean``, ``seconds`` (this attempt), ``run_dir`` and one column per
+    searched setting.
+    """
+    from optuna.trial import TrialState
+
+    cols = ["trial", "state", "origin", "retry_of", "score", "folds_done", "partial",
+            "val_mean", "seconds", "run_dir"]
+    rows = []
+    for t in _finished(study.get_trials(deepcopy=False)):
+        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else np.nan
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "origin": t.user_attrs.get("origin", "tpe"),
+                     "retry_of": int(t.user_attrs.get("retry_of", -1)),
+                     "score": t.value if t.state == TrialState.COMPLETE else np.nan,
+                     "folds_done": len(t.intermediate_values), "partial": last,
+                     "val_mean": t.user_attrs.get("val_mean", np.nan),
+                     "seconds": t.duration.total_seconds() if t.duration else np.nan,
+                     "run_dir": t.user_attrs.get("run_dir", ""), **t.params})
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    df["_pruned"] = df["state"] == "pruned"
+    df = df.sort_values(["_pruned", "score", "trial"], ascending=[True, False, True])
+    return df.drop(columns="_pruned").reset_index(drop=True)
+
+
+def time_saved(table: pd.DataFrame) -> float:
+    """Estimated seconds the pruner saved: for each pruned trial, the mean duration of the
+    complete trials that ran whole (not resumed; all complete ones if none) minus its own."""
+    complete = table[table["state"] == "complete"]
+    whole = complete[complete["retry_of"] < 0]
+    mean = (whole if len(whole) else complete)["seconds"].mean()
+    pruned = table.loc[table["state"] == "pruned", "seconds"]
+    return float(np.clip(mean - pruned, 0, None).sum()) if len(pruned) and len(complete) else 0.0
+
+
+def save_plots(study, out_dir: str | Path) -> list[Path]:
+    """Optuna's optimisation history, intermediate values and (with 4 or more complete
+    trials) parameter importances as PNG files in ``out_dir``; returns those written."""
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+    from optuna.trial import TrialState
+
+    plots = {"optimization_history": ovm.plot_optimization_history,
+             "intermediate_values": ovm.plot_intermediate_values}
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 4:
+        plots["param_importances"] = ovm.plot_param_importances
+    written = []
+    for name, plot in plots.items():
+        # rc_context: Optuna's plots switch the global style, which must not outlive them
+        with warnings.catch_warnings(), plt.rc_context():
+            warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
+            try:
+                ax = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. importances of equal scores
+                continue
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            fig.set_size_inches(8, 5)
+            with atomic_path(Path(out_dir) / f"{name}.png") as tmp:
+                fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            plt.close(fig)
+        written.append(Path(out_dir) / f"{name}.png")
+    return written
+
+
+def _open_study(storage, name: str, *, setup: dict, start: dict, pruner):
+    """Create the study (setup, then trial 0 enqueued) or load it and check its setup."""
+    import optuna
+
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                    pruner=pruner)
+        study.set_user_attr("setup", setup)
+        study.enqueue_trial(start, user_attrs={"origin": "profile"})
+        return study
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+    deadline = time.monotonic() + 60
+    while "setup" not in study.user_attrs or not study.get_trials(deepcopy=False):
+        if time.monotonic() > deadline:  # the creator died between its first writes
+            raise ValueError(f"study {name!r} holds no setup or no trial; delete it "
+                             f"(optuna delete-study --study-name {name} --storage URL) or pass another name")
+        time.sleep(0.2)
+    old = study.user_attrs["setup"]
+    diff = [k for k in setup if k != "data_dir" and old.get(k) != setup[k]]
+    if diff:
+        raise ValueError(f"study {name!r} holds a search with other settings (differs in {diff}); "
+                         "pass another name, or delete the study to start over")
+    return study
 
 
 def run_search(
@@ -205,44 +361,60 @@ def run_search(
     seeds: int = 1,
     name: str | None = None,
     artifacts_dir: str | Path = "artifacts",
+    storage: str | None = None,
     overrides: dict[str, Any] | None = None,
     subset: str = "all",
     keep_last_checkpoints: bool = False,
+    prune_below: float = 25.0,
+    prune_after: int = 4,
+    track: bool = False,
     log: Callable[[str], None] | None = print,
+    train: Callable[..., Any] | None = None,
 ) -> pd.DataFrame:
-    """Search ``space`` on the search folds and return every trial, best first.
+    """Run (or join, or resume) the search's study until it has ``n_trials`` finished trials.
 
     Args:
         data_dir: dataset root (``meta/esc50.csv`` and ``audio/``) or a feature pack.
         profile: the recipe searched around; trial 0 is the profile itself.
         space: the settings searched (override keys of ``profile``).
-        n_trials: trials in all, including those a previous call finished.
-        n_initial: random trials (the profile's own counts as one) before the Gaussian
-            process picks.
+        n_trials: finished (complete or pruned) trials in all, including earlier ones
+            and those of other workers.
+        n_initial: trials the TPE sampler draws at random (the profile's own counts).
         folds: the search folds; at least one fold of the data must be left out, so that
             something stays unseen by the search.
-        seed: the training seed of every trial, and the search's own random draws.
+        seed: the training seed of every trial, and the sampler's.
         seeds: runs per trial, with seeds ``seed .. seed + seeds - 1``; the trial's score
             is the mean of theirs.
-        name: the search's folder under ``<artifacts>/search/`` (default:
-            ``<profile>-folds<...>-seed<seed>``); trial runs are ``search-<name>-t<k>``
-            (``...-t<k>-s<seed>`` with several seeds).
+        name: the study's name, and its folder under ``<artifacts>/search/`` (default:
+            ``<profile>-folds<...>-seed<seed>``).
+        storage: an Optuna storage URL or a journal file path (default:
+            :func:`default_storage`); workers that share it share the study.
         overrides: fixed changes to the profile applied to every trial.
         subset: ``"all"``, ``"esc10"`` or ``"esc50"``.
-        keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt`` (only
-            needed to resume training; ``checkpoint_best.pt`` is always kept).
-        log: called with one line per finished trial (None: silent).
+        keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``.
+        prune_below: prune a trial whose mean over its folds so far is below this
+            percentile of the finished trials' at the same fold (0: never prune).
+        prune_after: finished trials before the pruner judges any.
+        track: log every trial run to MLflow (:mod:`esc50kit.tracking`).
+        log: called with one line per trial this worker finishes (None: silent).
+        train: trains one run with the keywords of :func:`esc50kit.experiment.run_experiment`
+            (its default); tests pass a stand-in.
 
     Returns:
-        pd.DataFrame: :func:`trials_frame` of all trials so far.
+        pd.DataFrame: :func:`trials_frame` of the study.
 
     Raises:
         ValueError: the folds cover the whole dataset, a space key is not a setting of
-            the profile, or the search folder holds a search with other settings.
+            the profile, or the study holds a search with other settings.
     """
+    import optuna
+    from optuna.trial import TrialState
+
     from .experiment import RUNS_DIRNAME, run_experiment
     from .packs import load_table
+    from .training import TrainingDivergedError
 
+    train = train or run_experiment
     space = tuple(space)
     if not space:
         raise ValueError("space is empty: give at least one Param to search")
@@ -257,58 +429,106 @@ def run_search(
     base = get_profile(profile, overrides)
     start = {}
     for p in space:  # the profile's own values are trial 0
-        get_profile(base, {p.key: p.from_unit(0.5)})  # raises, naming the key, if unknown
         section, _, field_name = p.key.partition(".")
+        get_profile(base, {p.key: p.choices[0] if p.kind == "choice" else p.low})  # names an unknown key
         start[p.key] = getattr(getattr(base, section), field_name)
-    name = name or f"{base.name}-folds{''.join(map(str, folds))}-seed{seed}"
-    out = Path(artifacts_dir) / SEARCH_DIRNAME / name
-    setup = {"profile": base.to_dict(), "space": _space_dicts(space), "folds": folds,
-             "seed": seed, "seeds": seeds, "subset": subset, "n_initial": n_initial,
-             "data_dir": str(Path(data_dir).expanduser().resolve())}
-    setup = json.loads(json.dumps(setup, default=str))
-    if (out / "search.json").is_file():
-        old = json.loads((out / "search.json").read_text())
-        diff = [k for k in setup if k != "data_dir" and old.get(k, _SETUP_DEFAULTS.get(k)) != setup[k]]
-        if diff:
-            raise ValueError(f"{out} holds a search with other settings (differs in {diff}); "
-                             "pass another name, or delete the folder to start over")
-    atomic_write_json(out / "search.json", setup)
-    trials_path = out / "trials.json"
-    trials: list[dict] = json.loads(trials_path.read_text()) if trials_path.is_file() else []
+    name = name or default_name(base.name, folds, seed)
+    url = storage or default_storage(artifacts_dir)
+    setup = json.loads(json.dumps(
+        {"profile": base.to_dict(), "space": [{**asdict(p), "choices": list(p.choices)} for p in space],
+         "folds": folds, "seed": seed, "seeds": seeds, "subset": subset, "n_initial": n_initial,
+         "prune_below": prune_below, "prune_after": prune_after,
+         "data_dir": str(Path(data_dir).expanduser().resolve())}, default=str))
+    pruner = (optuna.pruners.PercentilePruner(100.0 - prune_below, n_startup_trials=prune_after)
+              if prune_below > 0 else optuna.pruners.NopPruner())
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # this module prints its own lines
+    try:
+        study = _open_study(open_storage(url), name, setup=setup, start=start, pruner=pruner)
+        n_steps = seeds * len(folds)
 
-    while len(trials) < n_trials:
-        k = len(trials)
-        rng = np.random.default_rng([seed, k])  # the same history gives the same trial
-        if k == 0:
-            params, origin = dict(start), "profile"
-        else:
-            x = np.array([[p.to_unit(t["params"][p.key]) for p in space] for t in trials])
-            y = np.array([t["score"] for t in trials])
-            u = suggest(x, y, rng=rng, n_initial=n_initial)
-            params = {p.key: p.from_unit(ui) for p, ui in zip(space, u)}
-            origin = "random" if k < n_initial else "gp"
-        t0 = time.perf_counter()
-        runs = []
-        for run_seed in range(seed, seed + seeds):
-            run_name = f"search-{name}-t{k:03d}" + (f"-s{run_seed}" if seeds > 1 else "")
-            run = run_experiment(data_dir, artifacts_dir=artifacts_dir, mode="cv", profile=base,
-                                 overrides=params, seed=run_seed, run_name=run_name,
-                                 progress=False, subset=subset, folds=folds,
-                                 keep_last_checkpoints=keep_last_checkpoints)
-            runs.append(run)
-        splits = [s for run in runs for s in run.metrics["splits"]]
-        trial = {"trial": k, "origin": origin, "params": params,
-                 "score": float(np.mean([run.metrics["overall_accuracy"] for run in runs])),
-                 "val_mean": float(np.mean([s["val_accuracy"] for s in splits])),
-                 "per_fold": {str(f): float(np.mean([s["test_accuracy"] for s in splits
-                                                     if s["test_fold"] == f])) for f in folds},
-                 "seconds": time.perf_counter() - t0,
-                 "run_dir": str(Path(RUNS_DIRNAME) / runs[0].run_dir.name)}
-        if seeds > 1:
-            trial["seed_scores"] = [float(run.metrics["overall_accuracy"]) for run in runs]
-            trial["run_dirs"] = [str(Path(RUNS_DIRNAME) / run.run_dir.name) for run in runs]
-        trials.append(trial)
-        atomic_write_json(trials_path, trials)
-        if log:
-            log(_trial_line(trial, n_trials, max(t["score"] for t in trials)))
-    return trials_frame(trials)
+        def objective(trial) -> float:
+            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+            fixed = None
+            resumed = _interrupted(study.get_trials(deepcopy=False)) if trial.number else None
+            if resumed is not None:  # this trial takes over its parameters and run folder
+                fixed = resumed.params
+                trial.set_user_attr("retry_of", _origin(resumed))
+                trial.set_user_attr("origin", resumed.user_attrs.get("origin", "tpe"))
+            if _is_surplus(study, trial, n_trials):
+                trial.set_user_attr("surplus", True)
+                raise _Surplus(f"trial {trial.number}: the study had its {n_trials} trials")
+            trial.study.sampler = _sampler(seed, trial.number, n_initial, fixed)  # before any draw
+            params = {p.key: p.suggest(trial) for p in space}
+            trial.set_user_attr("n_steps", n_steps)
+            if "origin" not in trial.user_attrs:  # TPE draws at random until n_initial finished
+                started = len(_finished(study.get_trials(deepcopy=False))) >= n_initial
+                trial.set_user_attr("origin", "tpe" if started else "random")
+            done: list[float] = []
+
+            def report(index: int, split: dict) -> None:
+                done.append(split["test_accuracy"])  # an inner fold: validation data
+                trial.report(float(np.mean(done)), len(done) - 1)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"mean {np.mean(done):.3f} after {len(done)} folds")
+
+            runs = []
+            try:
+                for run_seed in range(seed, seed + seeds):
+                    run_name = f"search-{name}-t{_origin(trial):03d}" + (f"-s{run_seed}" if seeds > 1 else "")
+                    trial.set_user_attr("run_dir", str(Path(RUNS_DIRNAME) / run_name))
+                    runs.append(train(data_dir, artifacts_dir=artifacts_dir, mode="cv", profile=base,
+                                      overrides=params, seed=run_seed, run_name=run_name,
+                                      progress=False, subset=subset, folds=folds,
+                                      keep_last_checkpoints=keep_last_checkpoints, track=track,
+                                      on_split=report))
+            except optuna.TrialPruned:
+                raise
+            except Exception as exc:  # not retried: the same settings would fail again
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+                raise
+            splits = [s for run in runs for s in run.metrics["splits"]]
+            trial.set_user_attr("val_mean", float(np.mean([s["val_accuracy"] for s in splits])))
+            trial.set_user_attr("per_fold", {str(f): float(np.mean(
+                [s["test_accuracy"] for s in splits if s["test_fold"] == f])) for f in folds})
+            scores = [float(run.metrics["overall_accuracy"]) for run in runs]
+            if seeds > 1:
+                trial.set_user_attr("seed_scores", scores)
+                trial.set_user_attr("run_dirs", [str(Path(RUNS_DIRNAME) / r.run_dir.name) for r in runs])
+            return float(np.mean(scores))
+
+        def report_trial(study, frozen) -> None:
+            if log and frozen.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                trials = study.get_trials(deepcopy=False)
+                values = [t.value for t in trials if t.state == TrialState.COMPLETE]
+                log(_trial_line(frozen, len(_finished(trials)), n_trials, max(values, default=None)))
+            elif log and "error" in frozen.user_attrs:
+                log(f"trial {frozen.number} failed ({frozen.user_attrs['error']}); another takes its place")
+
+        waiting_said = False
+        while True:
+            _fail_dead_trials(study)
+            with warnings.catch_warnings():  # SQL storages: heartbeats too old
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if len(_finished(trials)) >= n_trials:
+                break
+            if any(t.state == TrialState.WAITING for t in trials) or \
+                    sum(t.state != TrialState.FAIL for t in trials) < n_trials:
+                study.optimize(objective, n_trials=1, catch=(_Surplus, TrainingDivergedError),
+                               callbacks=[report_trial], gc_after_trial=False)
+                waiting_said = False
+            else:  # the last trials run in other workers; one that dies is retried here
+                if log and not waiting_said:
+                    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+                    log(f"waiting for trial(s) {running}, running in other workers")
+                    waiting_said = True
+                time.sleep(POLL_S)
+        table = trials_frame(study)
+        out = Path(artifacts_dir) / SEARCH_DIRNAME / name
+        atomic_write_csv(table, out / "trials.csv")
+        save_plots(study, out)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return table

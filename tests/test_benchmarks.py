@@ -58,7 +58,12 @@ def test_search_benchmark_prints_trials_and_a_command_to_confirm_the_best(synthe
     assert search.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[1].startswith("profile tiny, search folds [1, 2, 3, 4], seed 0")
-    assert lines[2].startswith("trial 0 (1 of 2, profile): lr=0.003") and lines[3].startswith("trial 1 (2 of 2, random)")
+    db = f"sqlite:///{tmp_path.resolve()}/search/optuna.db"
+    assert lines[2].startswith(f"storage {db}; this worker: ")
+    assert lines[3].startswith("trial 0 (1 of 2, profile): lr=0.003") and lines[4].startswith("trial 1 (2 of 2, random)")
+    assert any(line.startswith("pruned: 0 trial(s) [], about 0 s saved (estimate: ") for line in lines)
+    assert any(line.endswith(f"live view: optuna-dashboard {db}") for line in lines)
+    assert len(list((tmp_path / "search" / "tiny-folds1234-seed0").glob("*.png"))) == 2
     confirm = next(line for line in lines if line.startswith("confirm with another seed: "))
     assert "--folds 1 2 3 4 --seed 1 --set training.lr=" in confirm
     score = float(lines[-1].removeprefix("best search score: "))
