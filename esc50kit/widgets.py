@@ -7,6 +7,8 @@ Embedded audio is resampled to :data:`LISTEN_RATE` to keep reports small.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -142,7 +144,11 @@ def augment_examples(y: np.ndarray, *, sr: int, seed: int = 0, **settings) -> di
 
 
 def spec_augment_example(S: np.ndarray, *, seed: int = 0, freq_width: int = 12, time_width: int = 24):
-    """SpecAugment masks on one spectrogram (n_mels, frames) -> the masked copy."""
+    """SpecAugment masks on one spectrogram (n_mels, frames) -> the masked copy.
+
+    Training masks normalised features with 0, their mean; on a dB picture the same mask
+    is the clip's mean level (0 dB would paint the masks as the loudest sound).
+    """
     import torch
 
     from . import augment
@@ -150,15 +156,16 @@ def spec_augment_example(S: np.ndarray, *, seed: int = 0, freq_width: int = 12, 
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(S, dtype=np.float32))[None, None]  # (1, 1, mels, frames)
     out = augment.spec_augment(x, freq_masks=2, freq_width=freq_width, time_masks=2,
-                               time_width=time_width, generator=g)
+                               time_width=time_width, value=float(x.mean()), generator=g)
     return out[0, 0].numpy()
 
 
-def augmentation_gallery(y: np.ndarray, *, config, seed: int = 0, play: int = 2, **settings):
-    """Static playground: every augmentation's spectrogram before/after, and a few players.
+def augmentation_gallery(y: np.ndarray, *, config, seed: int = 0, **settings):
+    """Static playground: every augmentation's spectrogram, and a player for each waveform.
 
     Returns:
-        matplotlib Figure (the players are displayed for the first ``play`` examples).
+        matplotlib Figure (the players, one per waveform augmentation and the original,
+        are displayed below it).
     """
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -180,10 +187,10 @@ def augmentation_gallery(y: np.ndarray, *, config, seed: int = 0, play: int = 2,
     fig.tight_layout()
     display(fig)
     plt.close(fig)
-    for name in list(examples)[: play + 1]:
-        from IPython.display import HTML
+    from IPython.display import HTML
 
-        display(HTML(f"<b>{name}</b>"), listen(examples[name], sr=config.sr))
+    for name, wave in examples.items():
+        display(HTML(f"<b>{name}</b>"), listen(wave, sr=config.sr))
     return fig
 
 
@@ -251,8 +258,17 @@ def show_prediction(prediction, y: np.ndarray, *, config, top: int = 5) -> None:
     best = prediction.top(1)[0]
     fig = clip_figure(y, config=config, title=f"{prediction.source}: {best[0]} ({best[1]:.2f})")
     table = pd.DataFrame(prediction.top(top), columns=["class", "probability"])
-    display(fig, listen(y, sr=config.sr), table)
+    display(fig, listen(y, sr=config.sr),
+            table.style.format({"probability": "{:.3f}"}).hide(axis="index"))
     plt.close(fig)
+
+
+def upload_error(name: str, reason: str, *, temp_path: str) -> str:
+    """What to tell the person whose upload could not be read: their file's name, not
+    the temporary copy's, and one sentence of advice."""
+    reason = re.sub(r"^\w+Error: ", "", reason.replace(temp_path, name)).strip().rstrip(".")
+    return (f"{name} could not be read as audio ({reason}). "
+            "Upload a WAV, FLAC or OGG recording.")
 
 
 def upload_classifier(classifier, *, top: int = 5):
@@ -287,7 +303,7 @@ def upload_classifier(classifier, *, top: int = 5):
                         pred = classifier.predict_file(fh.name)
                         y = load_audio(fh.name, sr=classifier.config.sr, duration=None)
                     except AudioReadError as exc:
-                        print(f"{name}: {exc.reason}. Try a WAV, FLAC or OGG file.")
+                        print(upload_error(name, exc.reason, temp_path=fh.name))
                         continue
                 pred.source = name
                 show_prediction(pred, y, config=classifier.config, top=top)

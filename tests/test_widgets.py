@@ -56,3 +56,50 @@ def test_uploaded_file_values_are_read_in_both_ipywidgets_formats():
     v7 = {"a.wav": {"name": "a.wav", "content": b"abc"}}
     assert widgets._uploaded_files(v8) == [("a.wav", b"abc")]
     assert widgets._uploaded_files(v7) == [("a.wav", b"abc")]
+
+
+def test_spec_augment_masks_take_the_mean_level_not_the_loudest():
+    rng = np.random.default_rng(0)
+    S = rng.uniform(-90, -30, size=(32, 200)).astype(np.float32)  # a dB picture
+    out = widgets.spec_augment_example(S, seed=1)
+    masked = out != S
+    assert masked.any()
+    assert np.allclose(out[masked], S.mean(), atol=1e-3)  # the mean, never 0 dB (the brightest)
+    assert out.max() <= S.max()
+
+
+def test_static_playground_has_a_player_for_every_waveform(table, monkeypatch):
+    from IPython import display as ipd
+
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda *objs, **kw: shown.extend(objs))
+    widgets.augmentation_playground(table, config=CONFIG, interactive=False)
+    players = [o for o in shown if isinstance(o, ipd.Audio)]
+    titles = [o.data for o in shown if isinstance(o, ipd.HTML)]
+    assert len(players) == 6  # the original and all five augmentations, pitch, gain and shift included
+    assert any("pitch" in t for t in titles) and any("gain" in t for t in titles) \
+        and any("time shift" in t for t in titles)
+
+
+def test_upload_error_names_the_users_file_not_the_temporary_copy():
+    msg = widgets.upload_error("notes.txt", "LibsndfileError: Error opening '/tmp/tmpab12.wav': "
+                               "Format not recognised.", temp_path="/tmp/tmpab12.wav")
+    assert "/tmp" not in msg and ".." not in msg
+    assert msg.startswith("notes.txt could not be read as audio (Error opening 'notes.txt': Format not recognised)")
+    assert "WAV, FLAC or OGG" in msg
+
+
+def test_prediction_table_shows_three_decimals(table, monkeypatch):
+    from IPython import display as ipd
+
+    from esc50kit.audio import load_audio
+    from esc50kit.predict import Prediction
+
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda *objs, **kw: shown.extend(objs))
+    y = load_audio(table["path"].iloc[0], sr=CONFIG.sr)
+    pred = Prediction(source="a.wav", seconds=5.0, windows=[(0.0, 5.0)],
+                      probs=np.array([[0.123456, 0.876544]]), class_names=["dog", "rain"])
+    widgets.show_prediction(pred, y, config=CONFIG, top=2)
+    html = next(o for o in shown if hasattr(o, "to_html")).to_html()
+    assert "0.877" in html and "0.876544" not in html
