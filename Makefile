@@ -1,12 +1,14 @@
-# esc50kit: the two commands of the README.
+# esc50kit: the two commands of the README, and the one that opens the notebooks.
 #   make run    set up, fetch and verify the data, run the notebook chain (reports/)
 #   make test   set up, run the test suite
+#   make lab    open the notebooks in JupyterLab (they find the data make run prepared)
 # Both are idempotent: the environment (.venv) and verified data are reused.
 #
 # Variables (make run DATA=../shared/data/ESC-10 PROFILE=quick):
 #   DATA     a local ESC-50 zip or extracted tree to use instead of downloading
 #   PROFILE  quick (minutes on a laptop CPU) or full (all folds, meant for a GPU)
 #   OUT      where the executed notebooks and their HTML go
+#   LAB_ARGS extra JupyterLab options (make lab LAB_ARGS="--no-browser --port 8899")
 #   PYTHON   the interpreter that creates the environment
 
 PYTHON  ?= python3
@@ -17,11 +19,12 @@ DEST    ?= data
 PROFILE ?= quick
 OUT     ?= reports/latest
 PYTEST_ARGS ?=
+LAB_ARGS ?=
 # Free disk that a new environment needs: torch with its CUDA libraries fills 6.4 GiB,
 # and a fresh clone's whole CI run peaked at 7.9 GiB (measured 2026-11-22).
 NEED_GIB ?= 8
 
-.PHONY: run test env data reports clean-artifacts
+.PHONY: run test lab env data reports clean-artifacts
 
 env: $(VENV)/.installed
 
@@ -48,6 +51,18 @@ run: env
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# JupyterLab from the project's environment (ipywidgets brings its JupyterLab extension).
+# With DATA, that dataset is verified (and copied under data/) as make run does, and the
+# notebooks' data_dir = "" reads it; without, they take the one dataset under data/.
+lab: env
+	@if [ -n "$(DATA)" ]; then \
+	  out=$$($(PY) download_data.py --dest $(DEST) --source $(DATA)) || exit 1; \
+	  export ESC50KIT_DATA="$$(printf '%s\n' "$$out" | tail -n 1)"; \
+	  echo "dataset for the notebooks: $$ESC50KIT_DATA"; \
+	fi; \
+	echo "Opening notebooks/01_EDA.ipynb; then 02, 03 and 04 in order (Run > Run All Cells)."; \
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/01_EDA.ipynb
 
 # The example reports committed under reports/esc50-quick (see README): the default
 # profile on ESC-50 (make reports DATA=path/to/ESC-50-master, or the verified data/).
