@@ -115,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     own = table.loc[table["trial"] == 0, "score"]
     print(f"best: trial {best['trial']} ({best['origin']}), score {best['score']:.3f} "
           f"(the profile itself: {f'{own.iloc[0]:.3f}' if len(own) else 'failed'})")
+    fixed = "".join(f" --set {item}" for item in args.set)  # the search's own fixed overrides
     print(f"confirm with another seed: python benchmarks/train_cv.py --data {args.data} "
-          f"--profile {args.profile} --folds {' '.join(map(str, args.folds))} "
-          f"--seed {args.seed + args.seeds} {flags}")
+          f"--profile {args.profile} --mode cv --folds {' '.join(map(str, args.folds))} "
+          f"--seed {args.seed + args.seeds}{fixed} {flags}")
     print(f"best search score: {best['score']:.4f}")
     return 0
 

@@ -65,7 +65,7 @@ def test_search_benchmark_prints_trials_and_a_command_to_confirm_the_best(synthe
     assert any(line.endswith(f"live view: optuna-dashboard {db}") for line in lines)
     assert len(list((tmp_path / "search" / "tiny-folds1234-seed0").glob("*.png"))) == 2
     confirm = next(line for line in lines if line.startswith("confirm with another seed: "))
-    assert "--folds 1 2 3 4 --seed 1 --set training.lr=" in confirm
+    assert "--mode cv --folds 1 2 3 4 --seed 1 --set training.epochs=1 --set training.lr=" in confirm
     score = float(lines[-1].removeprefix("best search score: "))
     assert 0.0 <= score <= 1.0
 

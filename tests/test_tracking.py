@@ -146,3 +146,21 @@ def test_train_cv_says_where_tracked_runs_go(synthetic_root, tmp_path, monkeypat
     db = f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert first == f"tracking: MLflow runs in {db}; look at them with: mlflow ui --backend-store-uri {db}"
     assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_a_tracked_search_logs_every_trial_run(synthetic_root, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    from esc50kit.search import Param, run_search
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "search-test")
+    table = run_search(synthetic_root, profile="tiny", space=(Param("training.lr", "log", 1e-3, 1e-2),),
+                       n_trials=2, folds=(1, 2, 3), name="t", artifacts_dir=tmp_path,
+                       overrides={"training.epochs": 1}, track=True, log=None)
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path.resolve()}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("search-test").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["search-t-t000", "search-t-t001"]
+    by_name = {r.info.run_name: r for r in runs}
+    for row in table.itertuples():
+        logged = by_name[f"search-t-t{row.trial:03d}"]
+        assert logged.info.status == "FINISHED" and logged.data.metrics["overall_accuracy"] == row.score
