@@ -62,7 +62,8 @@ lab: env
 	  echo "dataset for the notebooks: $$ESC50KIT_DATA"; \
 	fi; \
 	echo "Opening notebooks/01_EDA.ipynb; then 02, 03 and 04 in order (Run > Run All Cells)."; \
-	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/01_EDA.ipynb
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks/01_EDA.ipynb $(LAB_ARGS)
 
 # The example reports committed under reports/esc50-quick (see README): the default
 # profile on ESC-50 (make reports DATA=path/to/ESC-50-master, or the verified data/).
