@@ -58,3 +58,29 @@ def test_make_keeps_an_existing_environment_whatever_the_disk(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "GiB free" not in result.stderr
     assert (venv / ".installed").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_lab_opens_the_first_notebook_with_the_dataset_it_verified(tmp_path):
+    """make lab DATA=...: the dataset goes through download_data.py, its root reaches the
+    notebooks as ESC50KIT_DATA, and JupyterLab is rooted at the project, opening 01."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "jupyter-args.txt"
+    # download_data.py prints the verified root last; this stand-in python prints one.
+    (venv / "bin" / "python").write_text(
+        '#!/bin/sh\ncase "$1" in download_data.py) echo "ESC-10: 400 clips"; echo /verified/ESC-10;; esac\nexit 0\n')
+    (venv / "bin" / "jupyter").write_text(
+        f'#!/bin/sh\necho "ESC50KIT_DATA=$ESC50KIT_DATA" > {record}\nfor a in "$@"; do echo "$a" >> {record}; done\n')
+    for stub in (venv / "bin").iterdir():
+        stub.chmod(0o755)
+    result = subprocess.run(["make", "-s", "lab", f"VENV={venv}", "DATA=../shared/data/ESC-10",
+                             "LAB_ARGS=--no-browser"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "dataset for the notebooks: /verified/ESC-10" in result.stdout
+    lines = record.read_text().splitlines()
+    assert lines[0] == "ESC50KIT_DATA=/verified/ESC-10"
+    assert "lab" in lines and "--no-browser" in lines
+    assert f"--ServerApp.root_dir={ROOT}" in lines
+    url = next(a for a in lines if a.startswith("--LabApp.default_url="))
+    assert (ROOT / url.split("/lab/tree/", 1)[1]).is_file()  # the page it opens exists
