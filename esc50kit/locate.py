@@ -20,9 +20,10 @@ import os
 from pathlib import Path
 
 from .data import META_RELPATH, DatasetError
+from .download import MARKER_NAME
 
 ENV_VAR = "ESC50KIT_DATA"
-MARKER_NAME = ".verified.json"  # esc50kit.download.MARKER_NAME, without importing urllib & co
+
 _PROJECT = Path(__file__).resolve().parents[1]
 
 
