@@ -57,9 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                   "feature pack (python -m esc50kit pack; required unless --from-runs)")
     p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN",
                    help="score these finished run folders and their ensemble; train nothing")
-    p.add_argument("--mode", choices=("cv", "validation", "final"), default=None,
-                   help="default: the profile's mode (quick: final; cpu-cv, full: cv)")
-    p.add_argument("--profile", default="quick", help="tiny, quick, cpu-cv or full")
+    p.add_argument("--mode", choices=("cv", "validation", "final", "refit"), default=None,
+                   help="default: the profile's mode (quick: final; cpu-cv, full: cv; "
+                        "cpu-esc50: refit, every fold tested by a model trained on all "
+                        "four others for the recipe's epoch count)")
+    p.add_argument("--profile", default="quick", help="tiny, quick, cpu-cv, cpu-esc50 or full")
     p.add_argument("--artifacts", default="artifacts", help="feature cache and run folders")
     p.add_argument("--subset", default="all", choices=("all", "esc10", "esc50"))
     p.add_argument("--seed", type=int, default=0)
@@ -179,11 +181,16 @@ def report(results, *, wall: float | None, threads: int | None, folds=None) -> i
               + (f", torch threads {threads}" if threads else ""))
         for s in m["splits"]:
             score = s["test_accuracy"] if role == "test" else s["val_accuracy"]
-            print(f"  {s['name']}: {role} accuracy {score:.3f} (val {s['val_accuracy']:.3f}, "
-                  f"best epoch {s['best_epoch']}/{s['epochs_run']}, {s['samples_per_s']:.1f} clips/s)")
-        acc, val = m["accuracy"], mean_std([s["val_accuracy"] for s in m["splits"]])
+            chosen = (f"val {s['val_accuracy']:.3f}, best epoch {s['best_epoch']}/{s['epochs_run']}"
+                      if s["val_accuracy"] is not None else  # refit: a fixed epoch count
+                      f"no validation fold, last epoch {s['best_epoch']}/{s['epochs_run']}")
+            print(f"  {s['name']}: {role} accuracy {score:.3f} ({chosen}, "
+                  f"{s['samples_per_s']:.1f} clips/s)")
+        acc = m["accuracy"]
+        vals = [s["val_accuracy"] for s in m["splits"] if s["val_accuracy"] is not None]
+        val = f" (validation {mean_std(vals)['mean']:.3f})" if vals else ""
         print(f"{role} accuracy mean +- std over {acc['n']} split(s): {acc['mean']:.3f} +- "
-              f"{acc['std']:.3f} (validation {val['mean']:.3f})")
+              f"{acc['std']:.3f}{val}")
         for w in score_warnings(m):
             print(f"WARNING: {w}")
         print(f"training samples per second: {m['samples_per_s']:.1f}")
@@ -220,15 +227,18 @@ def print_ensemble(results, role: str) -> float:
                           for name in result.split_names], ignore_index=True)
 
     ens = average_predictions([split_tables(r) for r in results])
-    print(f"ensemble of {len(results)} seeds (mean probabilities; each model chosen on validation):")
-    by_split = {r: split_scores(ens, role=r) for r in ("val", role)}
+    validated = bool((ens["role"] == "val").any())  # refit runs have no validation fold
+    print(f"ensemble of {len(results)} seeds (mean probabilities; each model "
+          + ("chosen on validation):" if validated else "trained for the fixed epoch count):"))
+    by_split = {r: split_scores(ens, role=r) for r in ({"val", role} if validated else {role})}
     for name in results[0].split_names:
-        print(f"  {name}: {role} accuracy {by_split[role].loc[name, 'accuracy']:.3f} "
-              f"(val {by_split['val'].loc[name, 'accuracy']:.3f})")
+        val = f" (val {by_split['val'].loc[name, 'accuracy']:.3f})" if validated else ""
+        print(f"  {name}: {role} accuracy {by_split[role].loc[name, 'accuracy']:.3f}{val}")
     acc = mean_std(by_split[role]["accuracy"].tolist())
-    val = mean_std(by_split["val"]["accuracy"].tolist())
+    val = (f" (validation {mean_std(by_split['val']['accuracy'].tolist())['mean']:.3f})"
+           if validated else "")
     print(f"ensemble {role} accuracy mean +- std over {acc['n']} split(s): {acc['mean']:.3f} +- "
-          f"{acc['std']:.3f} (validation {val['mean']:.3f})")
+          f"{acc['std']:.3f}{val}")
     pooled = ens[ens["role"] == role]
     return scores(pooled["true_label"], pooled["pred_label"])["accuracy"]
 

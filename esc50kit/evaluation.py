@@ -211,11 +211,12 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 
 def run_protocol(mode: str, n_splits: int) -> str:
-    """The protocol name of a run for :func:`comparison_table`: ``cv``, ``one split`` or
-    ``validation`` (a validation score chose the epoch: it is not a test figure)."""
+    """The protocol name of a run for :func:`comparison_table`: ``cv`` (``cv`` and
+    ``refit``: every fold tested once), ``one split`` or ``validation`` (a validation
+    score chose the epoch: it is not a test figure)."""
     if mode == "validation":
         return "validation"
-    return "cv" if mode == "cv" and n_splits > 1 else "one split"
+    return "cv" if mode in ("cv", "refit") and n_splits > 1 else "one split"
 
 
 def comparison_table(accuracy: float, *, dataset: str, system: str = "esc50kit (this run)",

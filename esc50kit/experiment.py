@@ -194,7 +194,11 @@ def _run_one_split(
     split_dir: Path, seed: int, progress: bool, cross_fold: str = "allow",
     warnings: Sequence[str] = (),
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Normalise, train, choose on validation, score the test fold once. Returns (metrics, predictions)."""
+    """Normalise, train, choose on validation, score the test fold once. Returns (metrics, predictions).
+
+    A split without a validation fold (``refit``) trains for the profile's fixed epoch
+    count and scores its last weights; its ``val_*`` figures are None.
+    """
     import torch
 
     roles = assign_roles(df, split, cross_fold=cross_fold)
@@ -224,8 +228,9 @@ def _run_one_split(
     pred = evaluation.predictions_frame(df.iloc[scored], probs, names,
                                         role=["val"] * len(val) + ["test"] * len(test))
     atomic_write_csv(pred, split_dir / "predictions.csv")
-    val_scores = evaluation.scores(pred.loc[pred.role == "val", "true_label"],
-                                   pred.loc[pred.role == "val", "pred_label"])
+    val_scores = (evaluation.scores(pred.loc[pred.role == "val", "true_label"],
+                                    pred.loc[pred.role == "val", "pred_label"])
+                  if len(val) else None)  # refit: no validation fold
     test_scores = (evaluation.scores(pred.loc[pred.role == "test", "true_label"],
                                      pred.loc[pred.role == "test", "pred_label"])
                    if len(test) else None)
@@ -234,7 +239,8 @@ def _run_one_split(
         "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "resumed_from": result.resumed_from,
-        "val_accuracy": val_scores["accuracy"], "val_macro_f1": val_scores["macro_f1"],
+        "val_accuracy": val_scores["accuracy"] if val_scores else None,
+        "val_macro_f1": val_scores["macro_f1"] if val_scores else None,
         "test_accuracy": test_scores["accuracy"] if test_scores else None,
         "test_macro_f1": test_scores["macro_f1"] if test_scores else None,
         "train_seconds": result.train_seconds, "samples_per_s": result.samples_per_s,
@@ -295,8 +301,9 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
     role = metrics["scored_role"]
     rows = pd.DataFrame([{
         "split": m["name"], "train folds": ",".join(map(str, m["train_folds"])),
-        "val fold": m["val_fold"], "test fold": m["test_fold"] if m["test_fold"] else "-",
-        "best epoch": m["best_epoch"], "val acc": m["val_accuracy"],
+        "val fold": m["val_fold"] or "-", "test fold": m["test_fold"] if m["test_fold"] else "-",
+        "best epoch": m["best_epoch"],
+        "val acc": m["val_accuracy"] if m["val_accuracy"] is not None else "-",
         "test acc": m["test_accuracy"] if m["test_accuracy"] is not None else "-",
         "test macro-F1": m["test_macro_f1"] if m["test_macro_f1"] is not None else "-",
         "clips/s": m["samples_per_s"],
@@ -311,7 +318,10 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         f"- data: `{config['data_dir']}` ({dataset}, subset `{config['subset']}`, "
         f"{len(config['class_names'])} classes)",
         f"- mode `{config['mode']}`, profile `{config['profile']['name']}`, seed {config['seed']}",
-        f"- scored role: **{role}** (checkpoints chosen on the validation fold only)", "",
+        f"- scored role: **{role}** " + ("(no validation fold: every other fold trained for "
+                                         "the recipe's fixed epoch count, the last weights scored)"
+                                         if config["mode"] == "refit" else
+                                         "(checkpoints chosen on the validation fold only)"), "",
         _md_table(rows), "",
         f"**{role} accuracy: {acc['mean']:.3f} +- {acc['std']:.3f}** over {acc['n']} split(s); "
         f"pooled {metrics['overall_accuracy']:.3f}, macro-F1 {metrics['overall_macro_f1']:.3f}.",
@@ -348,8 +358,10 @@ def run_experiment(
         data_dir: dataset root (``meta/esc50.csv`` and ``audio/``), or a feature pack
             (``.npz``, :mod:`esc50kit.packs`) whose features match the profile's.
         artifacts_dir: where ``features/`` (the cache) and ``runs/`` live.
-        mode: ``"cv"``, ``"validation"`` or ``"final"``; None takes the profile's
-            (``quick``: ``final``, ``cpu-cv`` and ``full``: ``cv``).
+        mode: ``"cv"``, ``"validation"``, ``"final"`` or ``"refit"`` (each fold tests
+            once, all others train for the profile's epoch count, no validation fold);
+            None takes the profile's (``quick``: ``final``, ``cpu-cv`` and ``full``:
+            ``cv``, ``cpu-esc50``: ``refit``).
         profile: a name in :data:`esc50kit.profiles.PROFILES` or a :class:`Profile`.
         overrides: settings to change, e.g. ``{"training.epochs": 5}``.
         seed: seeds model initialisation, shuffling and augmentation.
@@ -510,8 +522,10 @@ def run_experiment(
                 from tqdm.auto import tqdm
 
                 test = f", test acc {metrics['test_accuracy']:.3f}" if metrics["test_accuracy"] is not None else ""
-                tqdm.write(f"{split.name}: best epoch {metrics['best_epoch']}, "
-                           f"val acc {metrics['val_accuracy']:.3f}{test}")
+                val = (f"best epoch {metrics['best_epoch']}, val acc {metrics['val_accuracy']:.3f}"
+                       if metrics["val_accuracy"] is not None else
+                       f"last epoch {metrics['best_epoch']} (no validation fold)")
+                tqdm.write(f"{split.name}: {val}{test}")
             history = split_dir / HISTORY
             tracker.log_split(metrics, pd.read_csv(history) if history.is_file() else None)
             all_metrics.append(metrics)

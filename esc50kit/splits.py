@@ -18,7 +18,7 @@ import pandas as pd
 from .data import OFFICIAL_FOLDS
 
 ROLES = ("train", "val", "test")
-MODES = ("cv", "validation", "final")
+MODES = ("cv", "validation", "final", "refit")
 CROSS_FOLD_POLICIES = ("allow", "exclude")
 
 # The official ESC-50 table itself puts the clips of four source recordings in two folds,
@@ -52,17 +52,20 @@ class FoldSplit:
     """Which official folds train, validate and test one model.
 
     ``test_fold`` is None in ``validation`` mode, where the model is only reported on
-    its validation fold and the held-out fold stays untouched.
+    its validation fold and the held-out fold stays untouched. ``val_fold`` is None in
+    ``refit`` mode, where every fold but the test fold trains for an epoch count chosen
+    beforehand on validation folds (the last weights are scored).
     """
 
     train_folds: tuple[int, ...]
-    val_fold: int
+    val_fold: int | None
     test_fold: int | None
 
     def __post_init__(self) -> None:
-        used = list(self.train_folds) + [self.val_fold] + (
-            [self.test_fold] if self.test_fold is not None else []
-        )
+        if self.val_fold is None and self.test_fold is None:
+            raise ValueError(f"{self}: a split needs a validation or a test fold to score")
+        used = list(self.train_folds) + [f for f in (self.val_fold, self.test_fold)
+                                         if f is not None]
         if len(set(used)) != len(used):
             raise ValueError(f"folds overlap in {self}: train, val and test folds must differ")
         if self.val_fold == self.test_fold:  # pragma: no cover - caught above, kept explicit
@@ -71,7 +74,7 @@ class FoldSplit:
     @property
     def name(self) -> str:
         test = f"test{self.test_fold}" if self.test_fold is not None else "notest"
-        return f"{test}-val{self.val_fold}"
+        return f"{test}-val{self.val_fold}" if self.val_fold is not None else f"{test}-noval"
 
 
 def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_offset: int = 1) -> list[FoldSplit]:
@@ -101,6 +104,23 @@ def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_offset: int = 1) -
     return out
 
 
+def refit_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
+    """One split per fold: that fold tests, ALL the other folds train, none validates.
+
+    For a recipe whose epoch count was chosen on validation folds beforehand: each
+    model trains on four folds instead of three (a third more data) and its last
+    weights are scored, so nothing is chosen on the test fold.
+
+    Returns:
+        list[FoldSplit]: ``len(folds)`` splits with ``val_fold=None``.
+    """
+    folds = tuple(sorted(int(f) for f in folds))
+    if len(folds) < 3:
+        raise ValueError(f"refit needs at least 3 folds, got {folds}")
+    return [FoldSplit(train_folds=tuple(f for f in folds if f != test), val_fold=None,
+                      test_fold=test) for test in folds]
+
+
 def make_splits(
     mode: str,
     folds: tuple[int, ...] = OFFICIAL_FOLDS,
@@ -114,7 +134,10 @@ def make_splits(
     Args:
         mode: ``"cv"`` (every fold tests once), ``"validation"`` (train on three folds,
             report on the validation fold, keep the last fold untouched) or ``"final"``
-            (validation fold chosen among the others, test once on ``test_fold``).
+            (validation fold chosen among the others, test once on ``test_fold``) or
+            ``"refit"`` (every fold tests once, all the others train, no validation
+            fold: for a fixed epoch count chosen on validation beforehand; see
+            :func:`refit_splits`).
         folds: the folds present in the dataset.
         val_fold: validation fold for ``validation``/``final`` (default: the fold before
             the last).
@@ -125,6 +148,11 @@ def make_splits(
     folds = tuple(sorted(int(f) for f in folds))
     if mode == "cv":
         return cv_splits(folds, val_offset=val_offset)
+    if mode == "refit" and val_offset == 1 and val_fold is None and test_fold is None:
+        return refit_splits(folds)
+    if mode == "refit":
+        raise ValueError("mode 'refit' has no validation fold and tests every fold: "
+                         "val_offset, val_fold and test_fold do not apply")
     if val_offset != 1:
         raise ValueError(f"val_offset={val_offset} applies to mode 'cv' only, not {mode!r}; "
                          "choose the validation fold with val_fold")
@@ -157,7 +185,8 @@ def assign_roles(df: pd.DataFrame, split: FoldSplit, *, cross_fold: str = "allow
         raise ValueError(f"cross_fold={cross_fold!r}; choose one of {CROSS_FOLD_POLICIES}")
     roles = pd.Series("unused", index=df.index, dtype=object)
     roles[df["fold"].isin(split.train_folds)] = "train"
-    roles[df["fold"] == split.val_fold] = "val"
+    if split.val_fold is not None:
+        roles[df["fold"] == split.val_fold] = "val"
     if split.test_fold is not None:
         roles[df["fold"] == split.test_fold] = "test"
     if cross_fold == "exclude":
@@ -542,7 +571,8 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
     side = {r: category[roles == r] for r in ROLES}
     where = {"train": f"training folds {_fold_list(split.train_folds)}",
              "val": f"validation fold {split.val_fold}", "test": f"test fold {split.test_fold}"}
-    scored = ["val"] + (["test"] if split.test_fold is not None else [])
+    scored = (["val"] if split.val_fold is not None else []) + (
+        ["test"] if split.test_fold is not None else [])
     out = []
 
     def problem(kind: str, text: str) -> None:
@@ -603,7 +633,7 @@ def checked_splits(
 
     Args:
         df: the table of the folds used (``fold``, ``category``, ``filename``).
-        mode: ``cv``, ``validation`` or ``final`` (see :func:`make_splits`).
+        mode: ``cv``, ``validation``, ``final`` or ``refit`` (see :func:`make_splits`).
         class_names: every class of the dataset, the model's outputs.
         folds: the folds the mode is laid out over (default: the five official ones).
         val_offset: ``cv`` only, see :func:`cv_splits`.
@@ -621,10 +651,11 @@ def checked_splits(
         SplitError: a problem, unless allowed; an empty side always.
     """
     folds = tuple(sorted({int(f) for f in folds}))
-    if mode == "cv" and len(folds) < 3:
+    if mode in ("cv", "refit") and len(folds) < 3:
         raise SplitError(
-            f"{source}: mode 'cv' needs at least 3 folds (each fold tests once, another "
-            f"validates, the rest train), got folds {list(folds)}; ask for 3 or more folds")
+            f"{source}: mode {mode!r} needs at least 3 folds (each fold tests once, the "
+            f"rest train{', one of them validates' if mode == 'cv' else ''}), got folds "
+            f"{list(folds)}; ask for 3 or more folds")
     splits = make_splits(mode, folds, val_offset=val_offset)
     problems = [p for s in splits
                 for p in check_split(df, assign_roles(df, s, cross_fold=cross_fold), s, class_names)]

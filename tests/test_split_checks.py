@@ -71,6 +71,8 @@ def _every_official_split(folds=OFFICIAL_FOLDS):
         if mode == "cv":
             for offset in range(1, len(folds)):
                 yield mode, dict(val_offset=offset)
+        elif mode == "refit":  # no validation fold to choose
+            yield mode, {}
         else:
             for val in folds[:-1]:
                 yield mode, dict(val_fold=val)
@@ -135,6 +137,8 @@ def _tables_and_splits(draw):
     if mode == "cv":
         splits = make_splits("cv", val_offset=draw(st.integers(1, 4)))
         split = draw(st.sampled_from(splits))
+    elif mode == "refit":
+        split = draw(st.sampled_from(make_splits("refit")))
     else:
         split = make_splits(mode, val_fold=draw(st.sampled_from([1, 2, 3, 4])))[0]
     return _table(n_classes, counts), split, _names(n_classes)
@@ -146,7 +150,7 @@ def _expected_kinds(df: pd.DataFrame, split: FoldSplit, names: list[str]) -> set
         return sum(((df["fold"] == f) & ((df["category"] == cls) if cls else True)).sum()
                    for f in folds)
 
-    scored = {"val": [split.val_fold]}
+    scored = {"val": [split.val_fold]} if split.val_fold is not None else {}
     if split.test_fold is not None:
         scored["test"] = [split.test_fold]
     kinds = set()
@@ -281,8 +285,8 @@ def test_fewer_than_three_folds_can_run_no_mode(mode):
                                              rf"\(this dataset has {re.escape(str(present))}\)"):
             checked_splits(some, mode, class_names=_names(3), allow_degenerate=True)
     two = df[df["fold"] <= 2].reset_index(drop=True)
-    if mode == "cv":
-        with pytest.raises(SplitError, match=r"mode 'cv' needs at least 3 folds .* got folds \[1, 2\]"):
+    if mode in ("cv", "refit"):
+        with pytest.raises(SplitError, match=rf"mode '{mode}' needs at least 3 folds .* got folds \[1, 2\]"):
             checked_splits(two, mode, class_names=_names(3), folds=(1, 2))
     else:  # asked for: the split is laid out over them, and has nothing to train on
         with pytest.raises(SplitError, match=r"(test2|notest)-val1: training folds \(none\) hold no clips"):

@@ -72,7 +72,7 @@ def test_val_offset_that_would_validate_on_the_test_fold_is_refused():
 def test_validation_fold_is_never_the_test_fold(mode, folds, data):
     folds = tuple(sorted(folds))
     kwargs = {}
-    if mode != "cv":
+    if mode not in ("cv", "refit"):
         test = data.draw(st.sampled_from(folds))
         kwargs = {"test_fold": test,
                   "val_fold": data.draw(st.sampled_from([f for f in folds if f != test]))}
@@ -82,6 +82,21 @@ def test_validation_fold_is_never_the_test_fold(mode, folds, data):
         assert split.test_fold not in split.train_folds
         if mode == "validation":
             assert split.test_fold is None  # the held-out fold is never looked at
+        if mode == "refit":  # every other fold trains; nothing validates
+            assert split.val_fold is None
+            assert sorted(split.train_folds + (split.test_fold,)) == list(folds)
+
+
+def test_refit_tests_every_fold_once_and_takes_no_fold_arguments():
+    splits = make_splits("refit")
+    assert [s.test_fold for s in splits] == [1, 2, 3, 4, 5]
+    assert [s.name for s in splits][0] == "test1-noval"
+    assert all(len(s.train_folds) == 4 and s.val_fold is None for s in splits)
+    for bad in ({"val_fold": 4}, {"test_fold": 5}, {"val_offset": 2}):
+        with pytest.raises(ValueError, match="refit"):
+            make_splits("refit", **bad)
+    with pytest.raises(ValueError, match="validation or a test fold"):
+        FoldSplit(train_folds=(1, 2), val_fold=None, test_fold=None)
 
 
 def test_validation_fold_equal_to_test_fold_is_refused():

@@ -19,6 +19,7 @@ from esc50kit.training import (
     HISTORY_COLUMNS,
     LAST,
     TrainConfig,
+    amp_dtype,
     choose_device,
     evaluate,
     fit,
@@ -237,6 +238,32 @@ def test_device_choice_on_this_machine():
     assert choose_device("cpu").type == "cpu"
 
 
+def test_cpu_autocasts_to_bf16_only_when_asked_and_native(monkeypatch):
+    import esc50kit.training as training
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    assert amp_dtype("bf16", cpu) == torch.bfloat16
+    assert amp_dtype("auto", cpu) is None  # measured results stay float32
+    assert amp_dtype("off", cpu) is None
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    assert amp_dtype("bf16", cpu) is None  # emulated bf16 would be slower: float32
+
+
+def test_bf16_on_the_cpu_still_learns(monkeypatch):
+    import esc50kit.training as training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)  # emulated is fine here
+    X, y = _toy(n=32)
+    cfg = TrainConfig(epochs=15, batch_size=16, lr=1e-2, schedule="constant", device="cpu",
+                      amp="bf16", **NO_AUGMENT)
+    model = _model()
+    result = fit(model, X, y, X, y, config=cfg, progress=False)
+    assert result.best_val_acc >= 0.9  # chance: 0.25
+    assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0] / 2
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+
+
 @settings(max_examples=60, deadline=None)
 @given(mode=st.sampled_from(MODES),
        folds=st.lists(st.integers(1, 9), min_size=3, max_size=6, unique=True),
@@ -246,7 +273,7 @@ def test_validation_fold_is_never_the_test_fold(mode, folds, data):
     test = data.draw(st.sampled_from(folds))
     val = data.draw(st.sampled_from([f for f in folds if f != test]))
     for kwargs in ({}, {"val_fold": val, "test_fold": test}):
-        if mode == "cv" and kwargs:
+        if mode in ("cv", "refit") and kwargs:  # they lay out every fold
             continue
         for split in make_splits(mode, folds, **kwargs):
             assert split.val_fold != split.test_fold
