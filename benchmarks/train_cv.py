@@ -3,6 +3,7 @@
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile quick
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --mode cv
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --seeds 2
+    python benchmarks/train_cv.py --data DEST/ESC-50-master --profile cpu-esc50
 
 Prints per-split test accuracy, mean +- std over splits, training clips per second and
 wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. A split whose
@@ -24,6 +25,11 @@ validation fold. Their ensemble is scored per test fold; it has no validation sc
 its own, since each member's validation fold is training data of the others. With
 ``--seeds N`` too, seeds go with offsets in turn (offset k gets seed ``--seed + k``
 for N = 1 or each of the N seeds otherwise).
+
+``--mode refit`` (the ``cpu-esc50`` profile's default) tests every fold once with a
+model trained on ALL the other folds for the profile's fixed epoch count (chosen on
+validation folds beforehand); its last weights are scored, and there is no validation
+score to print.
 
 ``--folds 1 2 3 4`` uses those folds only: the others are never loaded. A cv run over
 folds 1-4 is an inner cross-validation that compares recipes without touching fold 5;

@@ -20,17 +20,28 @@ def _axes(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.subplots()[1]
 
 
+def _validated(history: pd.DataFrame) -> bool:
+    """False for a run without a validation fold (refit mode: its columns are NaN)."""
+    return bool(history["val_acc"].notna().any())
+
+
 def _mark_best(ax: Axes, history: pd.DataFrame) -> None:
-    best = history.loc[history["val_acc"].idxmax()] if len(history) else None
-    if best is not None:
+    if not len(history):
+        return
+    if _validated(history):
+        best = history.loc[history["val_acc"].idxmax()]
         ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"best val (epoch {int(best['epoch'])})")
+    else:  # refit: the recipe's fixed epoch count, the last weights kept
+        ax.axvline(history["epoch"].iloc[-1], color="grey", ls=":", lw=1,
+                   label="last epoch (kept; no validation fold)")
 
 
 def plot_loss(history: pd.DataFrame, ax: Axes | None = None, *, title: str = "Loss") -> Axes:
     """Training and validation loss per epoch (from ``history.csv``)."""
     ax = _axes(ax)
     ax.plot(history["epoch"], history["train_loss"], label="train (augmented)")
-    ax.plot(history["epoch"], history["val_loss"], label="validation")
+    if _validated(history):
+        ax.plot(history["epoch"], history["val_loss"], label="validation")
     _mark_best(ax, history)
     ax.set(xlabel="epoch", ylabel="cross-entropy", title=title)
     ax.legend()
@@ -41,7 +52,8 @@ def plot_accuracy(history: pd.DataFrame, ax: Axes | None = None, *, title: str =
     """Training and validation accuracy per epoch."""
     ax = _axes(ax)
     ax.plot(history["epoch"], history["train_acc"], label="train (augmented)")
-    ax.plot(history["epoch"], history["val_acc"], label="validation")
+    if _validated(history):
+        ax.plot(history["epoch"], history["val_acc"], label="validation")
     _mark_best(ax, history)
     ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title)
     ax.legend()

@@ -128,6 +128,9 @@ def default_storage(artifacts_dir: str | Path) -> str:
     return f"sqlite:///{Path(artifacts_dir).expanduser().resolve() / SEARCH_DIRNAME / STORAGE_NAME}"
 
 
+_CREATE_ATTEMPTS = 5
+
+
 def open_storage(url: str):
     """An Optuna storage: an SQL URL (with a heartbeat), or a journal file path."""
     import optuna
@@ -141,10 +144,21 @@ def open_storage(url: str):
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
-    with warnings.catch_warnings():  # the heartbeat is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                          heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                  heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=GRACE_S)
+        except OperationalError as exc:
+            # Workers started at once on a new database both create its tables; the
+            # loser sees "table ... already exists" and finds them there on a retry.
+            if "already exists" not in str(exc) or attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def default_name(profile: str, folds: Sequence[int], seed: int) -> str:

@@ -187,7 +187,8 @@ class RunTracker:
         if history is not None and len(history):
             stamp = int(time.time() * 1000)
             curves = [Metric(f"{metrics['name']}/{col}", float(row[col]), stamp, int(row["epoch"]))
-                      for _, row in history.iterrows() for col in history.columns if col != "epoch"]
+                      for _, row in history.iterrows() for col in history.columns
+                      if col != "epoch" and pd.notna(row[col])]  # refit: no validation curve
             for i in range(0, len(curves), _BATCH):
                 self.client.log_batch(self.run_id, metrics=curves[i:i + _BATCH])
         self._log_metrics(split_metric_values(metrics))

@@ -41,6 +41,22 @@ def test_train_cv_fold_ensemble_on_an_inner_cross_validation(synthetic_root, tmp
     assert "read back 3 finished run(s)" in again
 
 
+def test_train_cv_refit_seed_ensemble_prints_no_validation_score(synthetic_root, tmp_path, capsys):
+    train_cv = _script("train_cv")
+    args = ["--data", str(synthetic_root), "--profile", "tiny", "--epochs", "2", "--threads", "1",
+            "--artifacts", str(tmp_path), "--mode", "refit", "--seeds", "2",
+            "--run-name", "refit", "--no-progress"]
+    assert train_cv.main(args) == 0
+    out = capsys.readouterr().out
+    for fold in (1, 2, 3, 4, 5):
+        assert f"test{fold}-noval: test accuracy" in out
+    assert out.count("no validation fold, last epoch 2/2") == 10  # 5 splits x 2 seeds
+    assert "validation" not in out.split("ensemble of 2 seeds")[1].replace("no validation", "")
+    assert out.strip().splitlines()[-1].startswith("overall test accuracy: ")
+    assert train_cv.main([*args[:-3], "--val-offsets", "1", "2"]) == 2  # refit has no val fold
+    assert "--val-offsets applies to cv mode only; this run's mode is 'refit'" in capsys.readouterr().err
+
+
 def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
     bench = _script("bench_train_loop")
     assert bench.main(["--profile", "tiny", "--clips", "32", "--epochs", "1", "--threads", "1"]) == 0

@@ -306,3 +306,32 @@ def test_several_seeds_per_trial_score_their_mean(synthetic_root, tmp_path):
         run_search(synthetic_root, n_trials=3, seeds=1, **kw)
     with pytest.raises(ValueError, match="seeds=0"):
         run_search(synthetic_root, n_trials=3, seeds=0, **kw)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_retries(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from esc50kit.search import open_storage
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):  # the other worker created the tables first
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    storage = open_storage(url)
+    assert len(calls) == 2 and storage.get_all_studies() == []
+    calls.clear()
+
+    def locked(*args, **kwargs):  # any other database error is not retried
+        calls.append(args[0])
+        raise OperationalError("SELECT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", locked)
+    with pytest.raises(OperationalError, match="locked"):
+        open_storage(url)
+    assert len(calls) == 1

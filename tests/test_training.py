@@ -337,6 +337,44 @@ def test_run_can_be_loaded_and_predicts_like_it_recorded(tiny_run, synthetic_roo
     np.testing.assert_allclose(probs, recorded[[f"prob_{c}" for c in names]].to_numpy(), atol=1e-3)
 
 
+def test_refit_trains_on_every_other_fold_and_scores_the_last_weights(synthetic_root, tmp_path):
+    from esc50kit.plots import plot_training_curves
+
+    kw = dict(artifacts_dir=tmp_path, mode="refit", profile="tiny", run_name="refit",
+              overrides={"training.epochs": 3}, progress=False)
+    result = run_experiment(synthetic_root, **kw)
+    m = result.metrics
+    assert m["scored_role"] == "test" and m["accuracy"]["n"] == 5
+    for s in m["splits"]:
+        assert s["val_fold"] is None and s["val_accuracy"] is None and s["n_val"] == 0
+        assert s["n_train"] == 40 and s["n_test"] == 10  # four folds train, one tests
+        assert s["best_epoch"] == s["epochs_run"] == 3  # the fixed count, the last weights
+        d = result.run_dir / s["name"]
+        assert torch.load(d / BEST, weights_only=False)["epoch"] == 3
+        assert set(pd.read_csv(d / "predictions.csv")["role"]) == {"test"}
+        history = pd.read_csv(d / HISTORY)
+        assert len(history) == 3 and history["val_acc"].isna().all()
+        plot_training_curves(history)  # no validation curve to draw, no error either
+    pred = result.predictions
+    assert len(pred) == 50 and sorted(pred["fold"].unique()) == [1, 2, 3, 4, 5]
+    assert "no validation fold" in (result.run_dir / "summary.md").read_text()
+    assert "Split audit: PASSED" in (result.run_dir / "audit.txt").read_text()
+    again = run_experiment(synthetic_root, **kw)  # finished: read back, nothing retrained
+    assert again.metrics["accuracy"] == m["accuracy"]
+
+
+def test_without_validation_rows_patience_is_refused_and_the_last_epoch_kept():
+    X, y = _toy(n=16)
+    empty = X[:0], y[:0]
+    with pytest.raises(ValueError, match="patience=3 .* no validation clips"):
+        fit(_model(), X, y, *empty, config=TrainConfig(epochs=4, patience=3, device="cpu"),
+            progress=False)
+    model = _model()
+    result = fit(model, X, y, *empty, config=TrainConfig(epochs=4, device="cpu", **NO_AUGMENT),
+                 progress=False)
+    assert result.best_epoch == result.epochs_run == 4 and np.isnan(result.best_val_acc)
+
+
 def test_an_interrupted_split_resumes_from_its_last_checkpoint_then_drops_it(synthetic_root, tmp_path):
     kw = dict(artifacts_dir=tmp_path, mode="final", profile="tiny", run_name="r",
               overrides={"training.epochs": 2}, progress=False)
