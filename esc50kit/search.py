@@ -144,7 +144,7 @@ def open_storage(url: str):
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     for attempt in range(_CREATE_ATTEMPTS):
         try:
@@ -153,10 +153,12 @@ def open_storage(url: str):
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                                   heartbeat_interval=HEARTBEAT_S,
                                                   grace_period=GRACE_S)
-        except OperationalError as exc:
-            # Workers started at once on a new database both create its tables; the
-            # loser sees "table ... already exists" and finds them there on a retry.
-            if "already exists" not in str(exc) or attempt == _CREATE_ATTEMPTS - 1:
+        except (OperationalError, IntegrityError):
+            # Workers started at once on a new database both create its tables and
+            # stamp its schema version; the loser fails ("table studies already
+            # exists", "UNIQUE constraint failed: alembic_version") and, on a retry,
+            # finds both done. Any other database error fails after the last attempt.
+            if attempt == _CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
 

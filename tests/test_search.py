@@ -309,29 +309,33 @@ def test_several_seeds_per_trial_score_their_mean(synthetic_root, tmp_path):
 
 
 def test_a_worker_that_loses_the_race_to_create_the_tables_retries(tmp_path, monkeypatch):
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from esc50kit.search import open_storage
+    import esc50kit.search as search
 
     real, calls = optuna.storages.RDBStorage, []
+    races = [OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists")),
+             IntegrityError("INSERT INTO alembic_version", {},
+                            Exception("UNIQUE constraint failed: alembic_version.version_num"))]
 
-    def racing(*args, **kwargs):  # the other worker created the tables first
+    def racing(*args, **kwargs):  # the other worker created the tables, then stamped them
         calls.append(args[0])
-        if len(calls) == 1:
-            raise OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        if len(calls) <= len(races):
+            raise races[len(calls) - 1]
         return real(*args, **kwargs)
 
+    monkeypatch.setattr(search.time, "sleep", lambda s: None)
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    storage = open_storage(url)
-    assert len(calls) == 2 and storage.get_all_studies() == []
+    storage = search.open_storage(url)
+    assert len(calls) == 3 and storage.get_all_studies() == []
     calls.clear()
 
-    def locked(*args, **kwargs):  # any other database error is not retried
+    def broken(*args, **kwargs):  # an error that persists is raised after the last attempt
         calls.append(args[0])
-        raise OperationalError("SELECT", {}, Exception("database is locked"))
+        raise OperationalError("SELECT", {}, Exception("unable to open database file"))
 
-    monkeypatch.setattr(optuna.storages, "RDBStorage", locked)
-    with pytest.raises(OperationalError, match="locked"):
-        open_storage(url)
-    assert len(calls) == 1
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(OperationalError, match="unable to open"):
+        search.open_storage(url)
+    assert len(calls) == search._CREATE_ATTEMPTS
