@@ -517,8 +517,8 @@ def fit(
         y_train: shape (N,), integer labels 0..n_classes-1.
         X_val, y_val: the validation fold, same layout (any number of frames). Empty
             (0 rows): no validation, for an epoch count chosen on validation before
-            (``refit`` mode): every epoch's weights replace the last, the final ones are
-            "best", and the history's validation columns are NaN; ``patience`` must
+            (``refit`` mode): the last epoch's weights are the "best" checkpoint, and
+            the history's validation columns are NaN; ``patience`` must
             then be None.
         config: optimiser, schedule, augmentation and stopping settings.
         out_dir: folder for checkpoints and ``history.csv`` (None: keep nothing on disk,
@@ -686,9 +686,10 @@ def fit(
                    "seconds": time.perf_counter() - t0}
             history.append(row)
             # The validation fold alone chooses: higher accuracy, ties to lower loss.
-            # Without one, the latest weights are the ones kept (a fixed epoch count).
-            improved = (not validate or
-                        (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]))
+            # Without one, the last epoch's weights are kept (a fixed epoch count), so
+            # they are copied and saved once, at the end, not every epoch.
+            improved = ((val_acc, -val_loss) > (best["val_acc"], -best["val_loss"])
+                        if validate else epoch == config.epochs)
             if improved:
                 best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
                 bad_epochs = 0
