@@ -57,6 +57,37 @@ def test_train_cv_refit_seed_ensemble_prints_no_validation_score(synthetic_root,
     assert "--val-offsets applies to cv mode only; this run's mode is 'refit'" in capsys.readouterr().err
 
 
+def test_score_last_scores_the_last_weights_of_validation_runs_and_their_ensemble(
+        synthetic_root, tmp_path, capsys):
+    import pandas as pd
+
+    train_cv, score_last = _script("train_cv"), _script("score_last")
+    args = ["--data", str(synthetic_root), "--profile", "tiny", "--epochs", "2", "--threads", "1",
+            "--artifacts", str(tmp_path), "--mode", "validation", "--seeds", "2",
+            "--run-name", "cand", "--no-progress"]
+    assert train_cv.main([*args, "--keep-last-checkpoints"]) == 0
+    capsys.readouterr()
+    runs = [tmp_path / "runs" / f"cand-seed{k}" for k in (0, 1)]
+    assert score_last.main([*map(str, runs), "--artifacts", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for run in runs:
+        (split,) = [d for d in run.iterdir() if d.is_dir()]
+        history = pd.read_csv(split / "history.csv")
+        # the last weights score what training measured at its last epoch
+        assert (f"{run.name}: mean validation accuracy at the last epoch "
+                f"{history['val_acc'].iloc[-1]:.3f}") in out
+        assert f"{run.name} {split.name}: last epoch 2," in out
+    assert "ensemble of 2 run(s), best-epoch checkpoints (optimistic): " in out
+    assert out.strip().splitlines()[-1].startswith("ensemble of 2 run(s), last weights: ")
+    # without the kept last checkpoints it says what to do instead
+    assert train_cv.main([*args[:-3], "--run-name", "plain", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert score_last.main([str(tmp_path / "runs" / "plain-seed0"), "--artifacts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "plain-seed0/notest-val4/checkpoint_last.pt is missing" in err
+    assert "--keep-last-checkpoints" in err
+
+
 def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
     bench = _script("bench_train_loop")
     assert bench.main(["--profile", "tiny", "--clips", "32", "--epochs", "1", "--threads", "1"]) == 0
