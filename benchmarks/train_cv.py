@@ -4,6 +4,7 @@
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --mode cv
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --seeds 2
     python benchmarks/train_cv.py --data DEST/ESC-50-master --profile cpu-esc50
+    python benchmarks/train_cv.py --data DEST/ESC-50-master --profile cpu-esc50 --epochs 80 --seeds 2
 
 Prints per-split test accuracy, mean +- std over splits, training clips per second and
 wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. A split whose

@@ -122,7 +122,10 @@ PROFILES: dict[str, Profile] = {
                     "mel bands over 64 (0.780 vs 0.757), bf16 over float32 (0.780 both, 1.5x "
                     "faster), 120 epochs (the validation score plateaus from epoch ~80 to "
                     "120), and training on 1200 clips over 800 (0.765 vs 0.660 at the last "
-                    "epoch) (benchmarks/README.md).",
+                    "epoch) (benchmarks/README.md). The CPU cross-validation recipe is two "
+                    "seeds of it at 80 epochs (benchmarks/train_cv.py --epochs 80 --seeds 2, "
+                    "their mean probabilities: 0.792 on validation fold 4 against 0.765 for "
+                    "one 120-epoch model; about 75 minutes for all five folds).",
         mode="refit",
         features=replace(_SMALL_FEATURES, n_mels=128),
         model=ModelConfig(arch="resnet18", width=16, stem_pool=False),
