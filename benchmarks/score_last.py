@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from esc50kit.data import load_metadata
     from esc50kit.experiment import FEATURES_DIRNAME, load_predictor
     from esc50kit.features import FeatureConfig, Normalizer
-    from esc50kit.models import ModelConfig, build_model, load_checkpoint
+    from esc50kit.models import load_checkpoint_model
     from esc50kit.splits import FoldSplit, assign_roles
     from esc50kit.training import LAST, predict_proba
 
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     df = load_metadata(first["data_dir"], subset=first["subset"])
     y = df["label"].to_numpy()
     cache = Path(args.artifacts) / FEATURES_DIRNAME
+    features = [load_or_compute(df, FeatureConfig.from_dict(c["features"]), cache_dir=cache,
+                                progress=False).X for c in configs]  # each (n_clips, n_bins, frames)
 
     last_acc: dict[str, list[float]] = {run.name: [] for run in args.runs}
     ens_last, ens_best = [], []
@@ -60,19 +62,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"split {s['name']} has no validation fold (a refit run?); "
                              "train the candidate with --mode validation to score it here")
         last_probs, best_probs = [], []
-        for run, config in zip(args.runs, configs):
+        for run, X in zip(args.runs, features):
             ckpt_path = run / s["name"] / LAST
             if not ckpt_path.is_file():
                 raise SystemExit(f"{ckpt_path} is missing: train the run with "
                                  "--keep-last-checkpoints (a finished split deletes it otherwise)")
-            X = load_or_compute(df, FeatureConfig.from_dict(config["features"]), cache_dir=cache,
-                                progress=False).X
             norm = Normalizer.load(run / s["name"] / "normalizer.json")
             Xv = norm.transform(X[val]).astype(np.float32)  # (n_val, n_bins, frames)
-            ckpt = load_checkpoint(ckpt_path)
-            model = build_model(ModelConfig.from_dict(ckpt["model_config"]), load_weights=False)
-            model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
-            probs = predict_proba(model.eval(), Xv)
+            model, ckpt = load_checkpoint_model(ckpt_path)
+            if ckpt.get("ema") is not None:  # refit scores the moving average of the weights
+                model.load_state_dict(ckpt["ema"])
+            probs = predict_proba(model, Xv)
             last_probs.append(probs)
             last_acc[run.name].append(float((probs.argmax(1) == y[val]).mean()))
             best_model, _, _, _ = load_predictor(run, s["name"])
