@@ -135,21 +135,26 @@ def plot_waveform(y: np.ndarray, *, sr: int, ax, title: str = "", buckets: int =
         ax.fill_between(t, chunks.min(axis=1), chunks.max(axis=1), color="#355c7d", lw=0)
     else:
         ax.plot(np.arange(len(y)) / sr, y, lw=0.6, color="#355c7d")
-    ax.set(xlim=(0, seconds or 1), xlabel="s", title=title)
+    ax.set(xlim=(0, seconds or 1), xlabel="time (s)", ylabel="amplitude", title=title)
     ax.set_yticks([])
+    ax.grid(False)
     return ax
 
 
 def plot_spectrogram(S: np.ndarray, *, sr: int, hop_length: int, ax, title: str = "",
-                     fmax: float | None = None):
+                     fmax: float | None = None, colorbar: str | None = None):
     """A log-mel spectrogram image, time in seconds on x, mel band on y.
 
     Args:
         S: shape (n_mels, frames), dB.
+        colorbar: the colour bar's label (for example ``"dB"``); ``None`` draws none.
     """
     extent = (0, S.shape[1] * hop_length / sr, 0, S.shape[0])
-    ax.imshow(S, origin="lower", aspect="auto", extent=extent, cmap="magma")
-    ax.set(xlabel="s", ylabel="mel band", title=title)
+    image = ax.imshow(S, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    ax.set(xlabel="time (s)", ylabel="mel band", title=title)
+    ax.grid(False)
+    if colorbar is not None:
+        ax.figure.colorbar(image, ax=ax, label=colorbar)
     return ax
 
 

@@ -36,11 +36,12 @@ def clip_figure(y: np.ndarray, *, config, title: str = ""):
     from .eda import plot_spectrogram, plot_waveform
     from .features import compute
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), height_ratios=[1, 2])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), height_ratios=[1, 2], layout="constrained")
     plot_waveform(y, sr=config.sr, ax=top, title=title)
     top.set_xlabel("")
     plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length, ax=bottom)
-    fig.tight_layout()
+    # one colour bar beside both panels keeps their time axes aligned
+    fig.colorbar(bottom.images[0], ax=[top, bottom], label="dB", fraction=0.04)
     return fig
 
 

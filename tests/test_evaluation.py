@@ -160,3 +160,20 @@ def test_average_predictions_is_the_mean_of_probabilities_matched_by_clip():
         average_predictions([t1, other_split])
     by_fold = average_predictions([t1, other_split], keys=("fold", "role", "filename"))
     np.testing.assert_allclose(by_fold[["prob_x", "prob_y"]].to_numpy(), (p1 + p2) / 2)
+
+
+def test_spectrogram_plot_labels_its_axes_and_colour_bar():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from esc50kit.eda import plot_spectrogram
+
+    fig, ax = plt.subplots()
+    plot_spectrogram(np.zeros((8, 20)), sr=100, hop_length=10, ax=ax, colorbar="dB")
+    assert ax.get_xlabel() == "time (s)" and ax.get_ylabel() == "mel band"
+    assert ax.get_xlim() == (0.0, 2.0)  # 20 frames of 10 samples at 100 Hz
+    bars = [a for a in fig.axes if a is not ax]
+    assert len(bars) == 1 and bars[0].get_ylabel() == "dB"
+    plt.close(fig)

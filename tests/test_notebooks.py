@@ -33,6 +33,30 @@ def test_source_notebook_is_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: p.stem)
+def test_notebook_ends_with_a_recap_and_hinted_exercises(path):
+    nb = nbformat.read(str(path), as_version=4)
+    text = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    exercises = [t for t in text if t.startswith("## Exercises")]
+    assert len(exercises) == 1, f"{path.name}: one '## Exercises' cell"
+    items = [line for line in exercises[0].splitlines() if line[:2] in {f"{i}." for i in range(1, 10)}]
+    assert 3 <= len(items) <= 5, f"{path.name}: 3-5 exercises, found {len(items)}"
+    assert exercises[0].count("*Hint:*") >= len(items), f"{path.name}: every exercise has a hint"
+    assert "**Read more.**" in "".join(text) and "](http" in "".join(text), f"{path.name}: links to the papers"
+    # solutions are markdown (collapsed), so papermill never runs them
+    assert any(t.startswith("<details><summary>") for t in text[text.index(exercises[0]):])
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.stem)
+def test_each_idea_shown_by_hand_is_checked_against_the_package(path):
+    """The notebook's plain-code version of an idea asserts it equals the package's."""
+    nb = nbformat.read(str(path), as_version=4)
+    checks = [c.source for c in nb.cells if c.cell_type == "code" and "\nassert " in c.source
+              or c.cell_type == "code" and "    assert " in c.source]
+    assert checks, f"{path.name}: no code cell checks its by-hand version against esc50kit"
+    assert all("esc50kit" in c or "evaluation." in c or "soft_cross_entropy" in c for c in checks)
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: p.stem)
 def test_parameters_cell_holds_typed_literals_only(path):
     nb = nbformat.read(str(path), as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
