@@ -142,15 +142,19 @@ def plot_waveform(y: np.ndarray, *, sr: int, ax, title: str = "", buckets: int =
 
 
 def plot_spectrogram(S: np.ndarray, *, sr: int, hop_length: int, ax, title: str = "",
-                     fmax: float | None = None, colorbar: str | None = None):
+                     fmax: float | None = None, colorbar: str | None = None,
+                     vmin: float | None = None, vmax: float | None = None):
     """A log-mel spectrogram image, time in seconds on x, mel band on y.
 
     Args:
         S: shape (n_mels, frames), dB.
         colorbar: the colour bar's label (for example ``"dB"``); ``None`` draws none.
+        vmin, vmax: the colour scale's ends (``None``: the image's own range); give
+            several images the same ends to compare them.
     """
     extent = (0, S.shape[1] * hop_length / sr, 0, S.shape[0])
-    image = ax.imshow(S, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    image = ax.imshow(S, origin="lower", aspect="auto", extent=extent, cmap="magma",
+                      vmin=vmin, vmax=vmax)
     ax.set(xlabel="time (s)", ylabel="mel band", title=title)
     ax.grid(False)
     if colorbar is not None:
@@ -176,7 +180,7 @@ def category_gallery(df: pd.DataFrame, *, config, per_row: int = 5, seed: int = 
     picks = df.groupby("category", sort=True).sample(1, random_state=seed)
     n = len(picks)
     rows = int(np.ceil(n / per_row))
-    fig, axes = plt.subplots(2 * rows, per_row, figsize=(3 * per_row, 3.2 * rows),
+    fig, axes = plt.subplots(2 * rows, per_row, figsize=(3 * per_row, 3.2 * rows), layout="constrained",
                              gridspec_kw={"height_ratios": [1, 2] * rows}, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
@@ -187,7 +191,10 @@ def category_gallery(df: pd.DataFrame, *, config, per_row: int = 5, seed: int = 
         top.set_axis_on()
         bottom.set_axis_on()
         plot_waveform(y, sr=config.sr, ax=top, title=row.category)
-        top.set_xlabel("")
-        plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length, ax=bottom)
-    fig.tight_layout()
+        top.set(xlabel="", ylabel="")
+        # one colour scale for every clip (dB re full scale), so loudness compares across classes
+        plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length, ax=bottom,
+                         vmin=config.floor_db, vmax=0.0)
+    fig.colorbar(axes[1, 0].images[0], ax=axes, label="dB re full scale (every spectrogram)",
+                 shrink=0.3, location="top", aspect=40)
     return fig
