@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import json
 import os
 import shutil
@@ -50,8 +51,8 @@ def test_notebook_ends_with_a_recap_and_hinted_exercises(path):
 def test_each_idea_shown_by_hand_is_checked_against_the_package(path):
     """The notebook's plain-code version of an idea asserts it equals the package's."""
     nb = nbformat.read(str(path), as_version=4)
-    checks = [c.source for c in nb.cells if c.cell_type == "code" and "\nassert " in c.source
-              or c.cell_type == "code" and "    assert " in c.source]
+    checks = [c.source for c in nb.cells
+              if c.cell_type == "code" and re.search(r"^\s*assert ", c.source, re.MULTILINE)]
     assert checks, f"{path.name}: no code cell checks its by-hand version against esc50kit"
     assert all("esc50kit" in c or "evaluation." in c or "soft_cross_entropy" in c for c in checks)
 
