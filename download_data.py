@@ -19,7 +19,8 @@ import logging
 import sys
 
 from esc50kit.cli import add_debug_flag, entry_point
-from esc50kit.download import URL, prepare_dataset, read_verified_summary
+from esc50kit.data import URL
+from esc50kit.download import prepare_dataset, read_verified_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

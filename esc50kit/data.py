@@ -1,4 +1,4 @@
-"""Read and validate the ESC-50 metadata table and its audio tree.
+"""The ESC-50 dataset's constants, and reading and validating its metadata table.
 
 A dataset root is laid out as the official ESC-50 download is::
 
@@ -15,13 +15,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# The official archive: the master branch of karolpiczak/ESC-50, about 600 MB.
+URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
+EXTRACTED_DIRNAME = "ESC-50-master"  # the top folder of that archive
+ARCHIVE_NAME = f"{EXTRACTED_DIRNAME}.zip"
+
+# The layout of a dataset root.
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 META_RELPATH = Path("meta") / "esc50.csv"
 AUDIO_DIRNAME = "audio"
+MARKER_NAME = ".verified.json"  # written by download_data.py after a full verification
+
+# The contents of the full dataset.
 OFFICIAL_FOLDS = (1, 2, 3, 4, 5)
 ESC50_N_CLASSES = 50
 ESC10_N_CLASSES = 10
 CLIPS_PER_CLASS = 40
+ESC50_N_CLIPS = 2000
+ESC50_CLIPS_PER_FOLD = 400
+SAMPLE_RATE = 44100
+N_CHANNELS = 1
+CLIP_FRAMES = 220500  # 5.0 s at 44.1 kHz
+# The 50 categories in target order (target i is ESC50_CATEGORIES[i]), as in meta/esc50.csv.
+ESC50_CATEGORIES = (
+    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",
+    "rain", "sea_waves", "crackling_fire", "crickets", "chirping_birds", "water_drops",
+    "wind", "pouring_water", "toilet_flush", "thunderstorm",
+    "crying_baby", "sneezing", "clapping", "breathing", "coughing", "footsteps",
+    "laughing", "brushing_teeth", "snoring", "drinking_sipping",
+    "door_wood_knock", "mouse_click", "keyboard_typing", "door_wood_creaks", "can_opening",
+    "washing_machine", "vacuum_cleaner", "clock_alarm", "clock_tick", "glass_breaking",
+    "helicopter", "chainsaw", "siren", "car_horn", "engine",
+    "train", "church_bells", "airplane", "fireworks", "hand_saw",
+)
 SUBSETS = ("all", "esc10", "esc50")
 
 
@@ -31,11 +57,7 @@ class DatasetError(ValueError):
 
 def _parse_filename(name: str) -> tuple[int, str, str, int]:
     """Split ``{fold}-{src_file}-{take}-{target}.wav`` into its four fields."""
-    stem = Path(name).stem
-    parts = stem.split("-")
-    if len(parts) != 4:
-        raise ValueError(name)
-    fold, src, take, target = parts
+    fold, src, take, target = Path(name).stem.split("-")  # ValueError unless four fields
     return int(fold), src, take, int(target)
 
 
@@ -168,8 +190,6 @@ def load_metadata(
         DatasetError: for missing columns, unknown folds, duplicate files, labels that
             disagree with file names, missing audio, or an unknown subset.
     """
-    if subset not in SUBSETS:
-        raise DatasetError(f"unknown subset {subset!r}; choose one of {SUBSETS}")
     root = Path(root).expanduser().resolve()
     df = read_table(root)
     validate_table(df, source=str(root / META_RELPATH))
@@ -247,20 +267,16 @@ def summarize(df: pd.DataFrame) -> DatasetSummary:
     per_class = df["category"].value_counts().sort_index().to_dict()
     per_fold = {int(k): int(v) for k, v in df["fold"].value_counts().sort_index().items()}
     n_classes = len(per_class)
-    balanced = set(per_class.values()) == {CLIPS_PER_CLASS} and len(set(per_fold.values())) == 1
-    if balanced and n_classes == ESC50_N_CLASSES and len(per_fold) == 5:
-        kind = "ESC-50"
-    elif balanced and n_classes == ESC10_N_CLASSES and bool(df["esc10"].all()) and len(per_fold) == 5:
-        kind = "ESC-10"
-    elif balanced and len(per_fold) == 5:
-        kind = "ESC-50 subset"
-    else:
+    balanced = (set(per_class.values()) == {CLIPS_PER_CLASS} and len(set(per_fold.values())) == 1
+                and len(per_fold) == len(OFFICIAL_FOLDS))
+    if not balanced:
         kind = "custom"
-    return DatasetSummary(
-        n_clips=len(df),
-        n_classes=n_classes,
-        n_folds=len(per_fold),
-        clips_per_class={str(k): int(v) for k, v in per_class.items()},
-        clips_per_fold=per_fold,
-        kind=kind,
-    )
+    elif n_classes == ESC50_N_CLASSES:
+        kind = "ESC-50"
+    elif n_classes == ESC10_N_CLASSES and bool(df["esc10"].all()):
+        kind = "ESC-10"
+    else:
+        kind = "ESC-50 subset"
+    return DatasetSummary(n_clips=len(df), n_classes=n_classes, n_folds=len(per_fold),
+                          clips_per_class={str(k): int(v) for k, v in per_class.items()},
+                          clips_per_fold=per_fold, kind=kind)

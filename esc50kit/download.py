@@ -1,59 +1,33 @@
 """Fetch, extract and verify the ESC-50 dataset: the download path of ``download_data.py``.
 
-:func:`prepare_dataset` is idempotent, in the manner of torchvision's download helpers:
-check what is there, fetch only what is missing, check again, and raise with the reason.
+:func:`prepare_dataset` is idempotent, as torchvision's download helpers are: check what is
+there, fetch only what is missing, check again, raise with the reason. It leaves
+``dest/<root>/``: ``ESC-50-master`` from the network; from ``--source``, a zip extracted or
+a folder copied (so a read-only source works), named after the folder that holds
+``meta/esc50.csv`` (``ESC-10`` for ../shared/data/ESC-10). ``dest/<root>/.verified.json``
+is written last, after a full verification of the extracted tree (not of the zip bytes,
+which GitHub rebuilds on the fly):
 
-Where the dataset lands (``dest`` defaults to ``data/``)::
+1. the table has the official columns and passes :func:`esc50kit.data.validate_table`;
+2. a table that holds ESC-50 classes (an official category, 50 classes or 2000 rows) is
+   laid out like ESC-50 (40 clips per class, folds 1-5 of equal size, official targets):
+   ESC-50, ESC-10 and other subsets pass, a truncated copy fails. Other classes (the tree
+   of :mod:`esc50kit.synthetic`) are kind ``"custom"``; the kind is always reported;
+3. every listed WAV is readable, 44.1 kHz, mono, 220,500 frames (headers only, read in
+   threads: 2000 files in about a second), and a float WAV's samples are finite and
+   within ``esc50kit.audio.MAX_ABS_SAMPLE``.
 
-    dest/ESC-50-master/          from the network, the official GitHub archive
-    dest/<root name>/            from --source: a zip or a folder, named after the folder
-                                 that holds meta/esc50.csv (ESC-50-master for the official
-                                 zip, ESC-10 for ../shared/data/ESC-10)
-    dest/<root>/.verified.json   written last, after a full verification
+Messages name files as the user knows them (in the ``--source`` folder, or
+``<zip>:<member>``, never the staging folder) and say what to do: fix a local source,
+fetch the network archive again. A later run checks a verified tree cheaply (the table's
+SHA-256, each WAV's size) and stops on a damaged one rather than fetch over it.
 
-A local folder given as ``source`` is copied into ``dest``, not used in place: ``dest``
-is then self-contained, and a read-only source (such as the shared ESC-10 folder) needs
-no write access, because the marker is written in the copy. A folder that already lies
-where the copy would go is verified and used in place.
-
-What is verified: the extracted tree, never the zip bytes. GitHub builds archives on the
-fly, so their hash is not stable; the files themselves are what the pipeline reads:
-
-1. ``meta/esc50.csv`` has the official columns and passes :func:`esc50kit.data.validate_table`
-   (official folds, unique files, labels that agree with file names).
-2. Counts, named by :func:`esc50kit.data.summarize`. A table that holds ESC-50 classes (a
-   category of the official 50, or 50 classes, or 2000 rows) must be laid out like ESC-50:
-   40 clips per class, folds 1-5 of equal size, each category with its official target.
-   The full dataset (2000 = 50 x 40, folds 5 x 400) and subsets such as ESC-10 (400 = 10 x
-   40, folds 5 x 80) pass; a truncated copy fails. A table whose classes are not ESC-50's,
-   such as the synthetic tree of :mod:`esc50kit.synthetic`, is accepted as kind
-   ``"custom"`` when its files pass: the tests and offline demos run on it. The kind found
-   is always reported.
-3. Every listed WAV is present and readable by libsndfile, 44.1 kHz, mono, 220,500 frames
-   (5 s). Only headers are read, in a thread pool: 2000 files take about a second. The
-   samples of a float WAV (not of ESC-50's 16-bit ones) are read too: a NaN, infinite or
-   huge sample (beyond ``esc50kit.audio.MAX_ABS_SAMPLE``) fails it.
-
-A failure names the file as the user knows it (in the ``--source`` folder, or
-``<zip>:<member>``, never the staging folder) and says what to do: fetch again with
-``--force`` for the network archive, fix or replace the file for a local source.
-
-A later run checks a verified tree cheaply: the table's SHA-256 and the size of every
-listed WAV must match the marker, so a deleted, truncated or edited file is noticed, and
-the run stops with a message rather than fetching again over it (``force=True`` does).
-
-Nothing half-done ever counts as valid. Downloads go to ``<archive>.part`` and are
-renamed when complete; an interrupted transfer resumes with an HTTP Range request, guarded
-by ``If-Range`` with the validator (a strong ETag, else Last-Modified) of the first
-response, kept beside the partial file in ``<archive>.part.json``: a server whose file
-changed in between sends the new file whole instead of a tail to splice onto the old
-bytes, and a 206 whose ETag differs from the saved one is discarded too. Archives
-are extracted, and folders copied, into a hidden staging folder of ``dest``
-(``.esc50kit-tmp-*``), verified there, marked, and only then renamed into place. A
-staging folder left by a killed run is removed by the next run, so two runs must not share
-one ``dest`` at the same time. A resumed download that GitHub rebuilt between the two
-requests fails extraction; the corrupt archive is then deleted and the next run fetches
-it whole.
+Nothing half-done counts. Downloads go to ``<archive>.part`` and resume with a Range
+request guarded by ``If-Range`` (the first response's strong ETag, else Last-Modified,
+kept in ``<archive>.part.json``): a file changed on the server is fetched whole, never
+spliced. Trees are built in a hidden staging folder of ``dest`` (``.esc50kit-tmp-*``,
+removed by the next run if one was killed, so two runs must not share a ``dest``),
+verified, marked, then renamed into place.
 """
 from __future__ import annotations
 
@@ -79,45 +53,16 @@ from typing import Callable
 import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
+from tqdm.utils import CallbackIOWrapper
 
 from . import __version__
 from .audio import sample_problem
 from .fileio import atomic_write_json
 from .data import (
-    AUDIO_DIRNAME,
-    CLIPS_PER_CLASS,
-    ESC50_N_CLASSES,
-    META_RELPATH,
-    OFFICIAL_FOLDS,
-    DatasetError,
-    DatasetSummary,
-    read_table,
-    summarize,
-    validate_table,
-)
-
-# The official archive: the master branch of karolpiczak/ESC-50, about 600 MB.
-URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
-EXTRACTED_DIRNAME = "ESC-50-master"  # the top folder of that archive
-ARCHIVE_NAME = f"{EXTRACTED_DIRNAME}.zip"
-
-# Expected contents of the full dataset.
-ESC50_N_CLIPS = 2000
-ESC50_CLIPS_PER_FOLD = 400
-SAMPLE_RATE = 44100
-N_CHANNELS = 1
-CLIP_FRAMES = 220500  # 5.0 s at 44.1 kHz
-# The 50 categories in target order (target i is ESC50_CATEGORIES[i]), as in meta/esc50.csv.
-ESC50_CATEGORIES = (
-    "dog", "rooster", "pig", "cow", "frog", "cat", "hen", "insects", "sheep", "crow",
-    "rain", "sea_waves", "crackling_fire", "crickets", "chirping_birds", "water_drops",
-    "wind", "pouring_water", "toilet_flush", "thunderstorm",
-    "crying_baby", "sneezing", "clapping", "breathing", "coughing", "footsteps",
-    "laughing", "brushing_teeth", "snoring", "drinking_sipping",
-    "door_wood_knock", "mouse_click", "keyboard_typing", "door_wood_creaks", "can_opening",
-    "washing_machine", "vacuum_cleaner", "clock_alarm", "clock_tick", "glass_breaking",
-    "helicopter", "chainsaw", "siren", "car_horn", "engine",
-    "train", "church_bells", "airplane", "fireworks", "hand_saw",
+    ARCHIVE_NAME, AUDIO_DIRNAME, CLIP_FRAMES, CLIPS_PER_CLASS, ESC50_CATEGORIES,
+    ESC50_CLIPS_PER_FOLD, ESC50_N_CLASSES, ESC50_N_CLIPS, EXTRACTED_DIRNAME, MARKER_NAME,
+    META_RELPATH, N_CHANNELS, OFFICIAL_FOLDS, SAMPLE_RATE, URL, DatasetError, DatasetSummary,
+    read_table, summarize, validate_table,
 )
 
 # Transfer settings.
@@ -128,8 +73,7 @@ BACKOFF_SECONDS = 2.0  # waits 2, 4, 8, ... s between attempts that made no prog
 RETRY_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = f"esc50kit/{__version__} (python-urllib)"
 
-# Local layout.
-MARKER_NAME = ".verified.json"
+# Local layout and checks.
 MARKER_FORMAT = 1
 TMP_PREFIX = ".esc50kit-tmp-"  # staging folders; hidden, never taken for a dataset
 MAX_ROOT_DEPTH = 2  # how deep find_dataset_root looks below the folder it is given
@@ -138,13 +82,6 @@ N_LISTED = 5  # how many offending files an error message names
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # WAV sample formats that can hold NaN, inf, or >> 1
 
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "URL", "EXTRACTED_DIRNAME", "DownloadError", "CorruptArchiveError", "download_file",
-    "extract_archive", "find_dataset_root", "verify_dataset", "read_verified_summary",
-    "prepare_dataset",
-]
-
 
 class DownloadError(RuntimeError):
     """Fetching, extracting or verifying the dataset failed; the message says what to do."""
@@ -162,12 +99,9 @@ _REFETCH_HINT = "Fetch the dataset again with `python download_data.py --force`.
 
 
 @dataclass(frozen=True)
-class Origin:
-    """Where a tree under verification came from, so that messages name the user's files.
-
-    A tree is verified in a hidden staging folder of ``dest``; its paths mean nothing to
-    the user, and the advice depends on the source: a local folder or zip must be fixed
-    (``--force`` would copy the same bad file again), the network archive fetched again.
+class SourceTree:
+    """A tree under verification as messages name it: by the user's source, not the staging
+    folder, with the advice that fits (fix a local source, fetch the archive again).
 
     Attributes:
         root: the tree as verified (e.g. ``dest/.esc50kit-tmp-xxxx/ESC-50-master``).
@@ -179,9 +113,25 @@ class Origin:
     shown: str
     advice: str = _REFETCH_HINT
 
+    @classmethod
+    def folder(cls, root: Path, src_root: Path) -> SourceTree:
+        return cls(root, str(src_root), (
+            f"Fix or replace the named file(s) in the source folder {src_root}, then run the "
+            "same command again (the source is copied as it is, so --force alone would copy "
+            "the same files)."))
+
+    @classmethod
+    def zip(cls, root: Path, archive: Path, prefix: str, *, owned: bool) -> SourceTree:
+        shown = f"{archive}:{prefix}"
+        if owned:  # downloaded here: fetching it again is the remedy
+            return cls(root, shown, _REFETCH_HINT)
+        return cls(root, shown, (
+            f"Fix or replace the named member(s) of the zip {archive} (or download the "
+            f"official archive again, {URL}), then run the same command again."))
+
     @property
     def _sep(self) -> str:
-        return "" if self.shown.endswith((":", "/")) else "/"
+        return "" if self.shown.endswith(":") else "/"  # "<zip>:" for a zip without top folder
 
     def name(self, path: Path) -> str:
         """``path`` (under ``root``) as the user knows it."""
@@ -194,20 +144,9 @@ class Origin:
                 .replace(str(self.root), self.shown))
 
 
-def _folder_origin(root: Path, src_root: Path) -> Origin:
-    return Origin(root, str(src_root), (
-        f"Fix or replace the named file(s) in the source folder {src_root}, then run the "
-        "same command again (the source is copied as it is, so --force alone would copy "
-        "the same files)."))
-
-
-def _zip_origin(root: Path, archive: Path, prefix: str, *, owned: bool) -> Origin:
-    shown = f"{archive}:{prefix}" if prefix else f"{archive}:"
-    if owned:  # downloaded here: fetching it again is the remedy
-        return Origin(root, shown, _REFETCH_HINT)
-    return Origin(root, shown, (
-        f"Fix or replace the named member(s) of the zip {archive} (or download the official "
-        f"archive again, {URL}), then run the same command again."))
+def _bytes_bar(total: int | None, desc: str, *, progress: bool, **kwargs) -> tqdm:
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                disable=not progress, leave=False, **kwargs)
 
 
 # --------------------------------------------------------------------------- download
@@ -237,20 +176,16 @@ def _discard(part: Path) -> None:
     _validator_path(part).unlink(missing_ok=True)
 
 
-def _response_validator(headers) -> dict[str, str]:
-    """The headers that identify one version of a resource, as If-Range can use them:
-    a strong ETag, else Last-Modified (weak ETags cannot guard a range, RFC 9110 13.1.5)."""
+def _validator(headers) -> str | None:
+    """What identifies this version of the resource for If-Range: a strong ETag, else
+    Last-Modified (weak ETags cannot guard a range, RFC 9110 13.1.5)."""
     etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return {"etag": etag}
-    modified = headers.get("Last-Modified")
-    return {"last_modified": modified} if modified else {}
+    return etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
 
 
-def _saved_validator(part: Path, url: str) -> dict[str, str] | None:
-    """What ``part`` was fetched as, or None when nothing was recorded (a server that sent
-    no validator, or a partial file from an esc50kit without the record). A record for
-    another URL means the bytes belong to another file: they are discarded."""
+def _saved_validator(part: Path, url: str) -> str | None:
+    """What ``part`` was fetched as; None when nothing was recorded (the server sent no
+    validator). A record of another URL, or an unreadable one, discards ``part``."""
     path = _validator_path(part)
     if not path.is_file():
         return None
@@ -258,19 +193,48 @@ def _saved_validator(part: Path, url: str) -> dict[str, str] | None:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         saved = None
-    if not isinstance(saved, dict) or saved.get("url") != url:
-        logger.warning("%s was fetched from another URL (or its record %s is unreadable); "
-                       "starting it over", part, path.name)
+    if isinstance(saved, dict) and saved.get("url") == url:
+        keys = ("validator", "etag", "last_modified")  # the last two: an older record format
+        return next((saved[k] for k in keys if isinstance(saved.get(k), str)), None)
+    logger.warning("%s was fetched from another URL (or its record %s is unreadable); "
+                   "starting it over", part, path.name)
+    _discard(part)
+    return None
+
+
+def _accept(response, url: str, part: Path, offset: int,
+            saved: str | None) -> tuple[int, int | None] | None:
+    """Where the body of ``response`` goes in ``part`` and the file's full size (None if
+    unannounced); None when the answer is not the range, or not the file, asked for
+    (``part`` is then discarded)."""
+    status = getattr(response, "status", None) or 200  # file:// answers without a status
+    length = response.headers.get("Content-Length")
+    if status == 206:
+        start, total = _parse_content_range(response.headers.get("Content-Range"))
+        now = _validator(response.headers)
+        if saved and now and now != saved:
+            logger.warning("%s changed on the server since %s was started (%s, was %s); "
+                           "fetching it whole", url, part.name, now, saved)
+        elif start == offset:
+            return offset, total if total is not None else (offset + int(length) if length else None)
         _discard(part)
         return None
-    return {k: saved[k] for k in ("etag", "last_modified") if isinstance(saved.get(k), str)}
+    if status != 200:
+        raise DownloadError(f"{url} answered HTTP {status}, expected 200 or 206. {_OFFLINE_HINT}")
+    # A fresh transfer; a server that ignores Range; or, answering If-Range, one whose file
+    # changed. Record which version these bytes are before writing any.
+    if validator := _validator(response.headers):
+        atomic_write_json(_validator_path(part), {"url": url, "validator": validator})
+    else:
+        _validator_path(part).unlink(missing_ok=True)
+    return 0, int(length) if length else None
 
 
 def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progress: bool) -> bool:
     """One HTTP request that appends to ``part``. Returns True when ``part`` is complete.
 
-    Returns False when the transfer stopped early (the caller retries and resumes).
-    Raises urllib/http.client/OS errors for the caller to classify.
+    Returns False when the transfer stopped early or ``part`` was discarded (the caller
+    retries). Raises urllib/http.client/OS errors for the caller to classify.
     """
     saved = _saved_validator(part, url) if part.exists() else None
     offset = _size(part)
@@ -278,141 +242,98 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progre
     if offset:
         headers["Range"] = f"bytes={offset}-"
         if saved:  # the range only if the file is still the one we have the start of
-            headers["If-Range"] = saved.get("etag") or saved["last_modified"]
+            headers["If-Range"] = saved
     try:
-        request = urllib.request.Request(url, headers=headers)
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                          timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code != 416 or not offset:
             raise
         # 416: the range starts at or past the end. Complete if the sizes agree, else the
         # partial file belongs to another version of the resource: start over.
-        _, total = _parse_content_range(exc.headers.get("Content-Range"))
-        if total == offset:
+        if _parse_content_range(exc.headers.get("Content-Range"))[1] == offset:
             return True
         _discard(part)
         return False
     with response:
-        status = getattr(response, "status", None) or 200  # file:// answers without a status
-        length = response.headers.get("Content-Length")
-        if status == 206:
-            start, total = _parse_content_range(response.headers.get("Content-Range"))
-            now = _response_validator(response.headers)
-            changed = bool(saved) and bool(now) and now != saved
-            if start != offset or changed:  # not the range, or not the file, asked for
-                if changed:
-                    logger.warning("%s changed on the server since %s was started "
-                                   "(%s, was %s); fetching it whole", url, part.name, now, saved)
-                _discard(part)
-                return False
-        elif status == 200:
-            # A fresh transfer; a server that ignores Range; or, answering If-Range, one
-            # whose file changed. Record which version these bytes are before writing any.
-            offset, total = 0, None
-            validator = _response_validator(response.headers)
-            if validator:
-                atomic_write_json(_validator_path(part), {"url": url, **validator})
-            else:
-                _validator_path(part).unlink(missing_ok=True)
-        else:
-            raise DownloadError(
-                f"{url} answered HTTP {status}, expected 200 or 206. {_OFFLINE_HINT}"
-            )
-        expected = total if total is not None else (offset + int(length) if length else None)
-        with open(part, "ab" if offset else "wb") as fh, tqdm(
-            total=expected, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
-        ) as bar:
-            while chunk := response.read(chunk_size):
-                fh.write(chunk)
-                bar.update(len(chunk))
-    size = _size(part)
+        if (accepted := _accept(response, url, part, offset, saved)) is None:
+            return False
+        offset, expected = accepted
+        with open(part, "ab" if offset else "wb") as fh, _bytes_bar(
+                expected, part.name.removesuffix(".part"), progress=progress, initial=offset) as bar:
+            shutil.copyfileobj(response, CallbackIOWrapper(bar.update, fh, "write"), chunk_size)
     if expected is None:  # no length announced: a clean end of stream is the end of file
         return True
-    if size > expected:  # more bytes than announced: nothing in this file can be trusted
+    if _size(part) > expected:  # more bytes than announced: nothing here can be trusted
         _discard(part)
         return False
-    return size == expected
+    return _size(part) == expected
 
 
-def download_file(
-    url: str,
-    dest: str | Path,
-    *,
-    retries: int = DEFAULT_RETRIES,
-    timeout: float = DEFAULT_TIMEOUT,
-    chunk_size: int = CHUNK_SIZE,
-    backoff: float = BACKOFF_SECONDS,
-    progress: bool = True,
-) -> Path:
-    """Download ``url`` to ``dest`` through ``dest.part``, resuming after interruptions.
+def _attempt(url: str, part: Path, **fetch) -> str | None:
+    """One fetch: None when ``part`` is complete, else why not (worth a retry).
 
-    Bytes go to ``<dest>.part``; an existing partial file is continued with an HTTP
-    ``Range: bytes=N-`` request, sent with ``If-Range: <validator>`` when the response
-    that started the file carried a strong ETag or a Last-Modified date (recorded, with
-    the URL, in ``<dest>.part.json``). A server that answers 206 is appended to, unless
-    its ETag or date differs from the record (then the partial file is discarded); one
-    that answers 200 (it ignores ranges, or the file changed) is written from the start;
-    416 means the partial file is already complete (sizes agree) or stale (it is
-    discarded). The finished file is renamed to ``dest`` (atomic on one filesystem), so
-    ``dest`` is never half-written, and the record is deleted.
+    Raises:
+        DownloadError: what retrying cannot fix (an HTTP error such as 404, no DNS).
+    """
+    try:
+        if _fetch_once(url, part, **fetch):
+            return None
+        return "the connection closed before the end of the file"
+    except urllib.error.HTTPError as exc:
+        if exc.code in RETRY_HTTP_CODES:
+            return f"HTTP {exc.code} ({exc.reason})"
+        if _size(part) == 0:
+            _discard(part)
+        raise DownloadError(
+            f"{url} answered HTTP {exc.code} ({exc.reason}). Check the URL (the "
+            f"official archive is {URL}). {_OFFLINE_HINT}"
+        ) from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, socket.gaierror):  # no DNS: offline, waiting will not help
+            raise DownloadError(
+                f"could not download {url}: cannot resolve its host ({exc.reason}); "
+                f"this machine seems to be offline. {_OFFLINE_HINT}"
+            ) from exc
+        return str(exc.reason)
+    except (http.client.HTTPException, OSError) as exc:  # cut connections, timeouts
+        return str(getattr(exc, "reason", None) or exc or type(exc).__name__)
+
+
+def download_file(url: str, dest: str | Path, *, retries: int = DEFAULT_RETRIES,
+                  timeout: float = DEFAULT_TIMEOUT, chunk_size: int = CHUNK_SIZE,
+                  backoff: float = BACKOFF_SECONDS, progress: bool = True) -> Path:
+    """Download ``url`` (http(s) or file) to ``dest``, resuming after interruptions.
+
+    Bytes go to ``<dest>.part``, continued with ``Range`` and ``If-Range`` (module
+    docstring); a 200 answer (Range ignored, or the file changed) restarts it, a 416 means
+    it is complete (sizes agree) or stale (discarded). The finished file is renamed to
+    ``dest``, which is never half-written; its folder is created.
 
     Args:
-        url: an http(s) (or file) URL.
-        dest: the file to write; its folder is created.
-        retries: consecutive attempts that bring no new byte before giving up; an
-            attempt that makes progress resets the count, so a long transfer survives
-            many short cuts.
+        retries: consecutive attempts that bring no new byte before giving up (an attempt
+            that makes progress resets the count).
         timeout: seconds a connection may stay silent before the attempt fails.
         chunk_size: bytes read per call.
         backoff: seconds before the first retry, doubling after each failed attempt.
         progress: show a tqdm progress bar.
 
-    Returns:
-        Path: ``dest``.
-
     Raises:
         DownloadError: an HTTP error that retrying cannot fix (such as 404), or no
-            progress after ``retries`` retries (no network, server down). A partial file
-            is kept for the next call to resume.
+            progress after ``retries`` retries; a partial file is kept to resume.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     high_water, failures = _size(part), 0
-    while True:
-        try:
-            if _fetch_once(url, part, timeout=timeout, chunk_size=chunk_size, progress=progress):
-                break
-            reason = "the connection closed before the end of the file"
-        except urllib.error.HTTPError as exc:
-            if exc.code not in RETRY_HTTP_CODES:
-                if _size(part) == 0:
-                    _discard(part)
-                raise DownloadError(
-                    f"{url} answered HTTP {exc.code} ({exc.reason}). Check the URL (the "
-                    f"official archive is {URL}). {_OFFLINE_HINT}"
-                ) from exc
-            reason = f"HTTP {exc.code} ({exc.reason})"
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, socket.gaierror):  # no DNS: offline, waiting will not help
-                raise DownloadError(
-                    f"could not download {url}: cannot resolve its host ({exc.reason}); "
-                    f"this machine seems to be offline. {_OFFLINE_HINT}"
-                ) from exc
-            reason = str(exc.reason)
-        except (http.client.HTTPException, OSError) as exc:  # cut connections, timeouts
-            reason = str(getattr(exc, "reason", None) or exc or type(exc).__name__)
+    while (reason := _attempt(url, part, timeout=timeout, chunk_size=chunk_size,
+                              progress=progress)) is not None:
         size = _size(part)
-        if size > high_water:
-            high_water, failures = size, 0
-        else:
-            failures += 1
+        high_water, failures = (size, 0) if size > high_water else (high_water, failures + 1)
         if failures > retries:
             if size == 0:
                 _discard(part)
-            kept = f" The {size:,} bytes received are kept in {part}; run again to resume."
-            kept = kept if size else ""
+            kept = f" The {size:,} bytes received are kept in {part}; run again to resume." if size else ""
             raise DownloadError(
                 f"could not download {url}: {reason} ({failures} attempts without "
                 f"progress).{kept} Check the network connection. {_OFFLINE_HINT}"
@@ -437,20 +358,10 @@ def _corrupt(zip_path: Path, exc: BaseException) -> CorruptArchiveError:
 
 
 def extract_archive(zip_path: str | Path, dest_dir: str | Path, *, progress: bool = True) -> Path:
-    """Extract a zip file into ``dest_dir``, which appears only once extraction is complete.
-
-    Members are extracted into a hidden temporary sibling of ``dest_dir``, renamed to
-    ``dest_dir`` at the end; on any failure the temporary folder is removed, so no
-    half-extracted tree is left behind.
-
-    Args:
-        zip_path: the archive.
-        dest_dir: the folder to create; it must not exist. It holds the archive's
-            members, e.g. ``dest_dir/ESC-50-master/meta/esc50.csv``.
-        progress: show a tqdm progress bar (uncompressed bytes).
-
-    Returns:
-        Path: ``dest_dir``.
+    """Extract ``zip_path`` into the new folder ``dest_dir`` (it must not exist), which
+    appears only once extraction is complete: members go to a hidden sibling, renamed at
+    the end, removed on any failure. Returns ``dest_dir``, which holds the archive's
+    members (``dest_dir/ESC-50-master/meta/esc50.csv``); ``progress`` shows a tqdm bar.
 
     Raises:
         CorruptArchiveError: the file is not a zip, or is truncated or corrupt.
@@ -466,9 +377,8 @@ def extract_archive(zip_path: str | Path, dest_dir: str | Path, *, progress: boo
     try:
         with zipfile.ZipFile(zip_path) as zf:
             members = zf.infolist()
-            with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True,
-                      unit_divisor=1024, desc=f"extracting {zip_path.name}",
-                      disable=not progress, leave=False) as bar:
+            with _bytes_bar(sum(m.file_size for m in members), f"extracting {zip_path.name}",
+                            progress=progress) as bar:
                 for member in members:
                     zf.extract(member, tmp)  # zipfile drops '..' and absolute paths
                     bar.update(member.file_size)
@@ -515,14 +425,15 @@ def _zip_root_prefix(zip_path: Path) -> str:
     return found[0]
 
 
+def _visible(path: Path, top: Path) -> bool:
+    """No part of ``path`` below ``top`` is hidden (such as a staging folder)."""
+    return not any(part.startswith(".") for part in path.relative_to(top).parts)
+
+
 def find_dataset_root(directory: str | Path) -> Path:
-    """The folder that holds ``meta/esc50.csv``: ``directory`` itself or one below it.
-
-    Looks at most ``MAX_ROOT_DEPTH`` levels down (``data/`` -> ``data/ESC-50-master``)
-    and skips hidden folders, such as the staging folders of :func:`prepare_dataset`.
-
-    Returns:
-        Path: the dataset root.
+    """The folder that holds ``meta/esc50.csv``: ``directory`` itself or one below it,
+    at most ``MAX_ROOT_DEPTH`` levels down (``data/`` -> ``data/ESC-50-master``), hidden
+    folders skipped.
 
     Raises:
         DownloadError: no root, or several, were found.
@@ -532,10 +443,7 @@ def find_dataset_root(directory: str | Path) -> Path:
         raise DownloadError(f"{directory} is not a folder.")
     for depth in range(MAX_ROOT_DEPTH + 1):
         pattern = "/".join(["*"] * depth + [META_RELPATH.as_posix()])
-        found = sorted(
-            p.parents[1] for p in directory.glob(pattern)
-            if not any(part.startswith(".") for part in p.relative_to(directory).parts)
-        )
+        found = sorted(p.parents[1] for p in directory.glob(pattern) if _visible(p, directory))
         if len(found) == 1:
             return found[0]
         if found:
@@ -570,11 +478,8 @@ def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str, *,
             f"{source}: categories with the wrong target: {_listing(wrong)}. The table is "
             f"not an intact ESC-50 table. {advice}"
         )
-    claims_esc50 = (
-        any(c in official for c in summary.clips_per_class)
-        or summary.n_classes == ESC50_N_CLASSES
-        or summary.n_clips == ESC50_N_CLIPS
-    )
+    claims_esc50 = (any(c in official for c in summary.clips_per_class)
+                    or summary.n_classes == ESC50_N_CLASSES or summary.n_clips == ESC50_N_CLIPS)
     if not claims_esc50 or summary.kind != "custom":
         return
     off = [f"{c}: {n}" for c, n in summary.clips_per_class.items() if n != CLIPS_PER_CLASS]
@@ -589,13 +494,17 @@ def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str, *,
     )
 
 
+def _unreadable(exc: BaseException) -> str:
+    return f"unreadable ({getattr(exc, 'error_string', None) or exc})"
+
+
 def _audio_problem(path: Path) -> str | None:
     """What is wrong with one WAV file, or None. Reads the header, and the samples of a
     float file (NaN, inf, or beyond :data:`esc50kit.audio.MAX_ABS_SAMPLE`)."""
     try:
         info = sf.info(str(path))
     except (RuntimeError, OSError) as exc:  # soundfile.LibsndfileError is a RuntimeError
-        return f"{path.name}: unreadable ({getattr(exc, 'error_string', None) or exc})"
+        return f"{path.name}: {_unreadable(exc)}"
     issues = []
     if info.samplerate != SAMPLE_RATE:
         issues.append(f"{info.samplerate} Hz, expected {SAMPLE_RATE}")
@@ -607,29 +516,62 @@ def _audio_problem(path: Path) -> str | None:
         try:
             problem = sample_problem(sf.read(str(path), dtype="float64", always_2d=True)[0])
         except (RuntimeError, OSError) as exc:
-            problem = f"unreadable ({getattr(exc, 'error_string', None) or exc})"
+            problem = _unreadable(exc)
         if problem:
             issues.append(problem)
     return f"{path.name}: {', '.join(issues)}" if issues else None
 
 
-def verify_dataset(
-    root: str | Path, *, check_audio_format: bool = True, progress: bool = True,
-    origin: Origin | None = None,
-) -> DatasetSummary:
-    """Verify an extracted ESC-50-style tree: table, counts, and every listed WAV file.
+def _check_table(root: Path, tree: SourceTree) -> tuple[pd.DataFrame, DatasetSummary]:
+    """Rules 1 and 2 of the module docstring; the table and its summary."""
+    csv_name = tree.name(root / META_RELPATH)
+    try:
+        df = read_table(root)
+        validate_table(df, source=csv_name)
+    except DatasetError as exc:
+        raise DownloadError(f"{tree.text(str(exc))} {tree.advice}") from exc
+    summary = summarize(df)
+    _check_counts(df, summary, csv_name, advice=tree.advice)
+    return df, summary
 
-    The rules are those of the module docstring: official columns and a consistent
-    table; ESC-50 counts for a table that holds ESC-50 classes; every listed WAV present,
-    readable, 44.1 kHz, mono, 220,500 frames.
+
+def _check_audio(paths: list[Path], tree: SourceTree, *, check_format: bool,
+                 progress: bool) -> None:
+    """Rule 3 of the module docstring, for the files ``paths`` of ``tree``'s audio folder."""
+    audio_name = tree.name(tree.root / AUDIO_DIRNAME)
+    missing = [p.name for p in paths if not p.is_file() or p.stat().st_size == 0]
+    if missing:
+        raise DownloadError(
+            f"{audio_name}: {len(missing)} of {len(paths)} WAV file(s) listed in "
+            f"{META_RELPATH.as_posix()} are missing or empty: {_listing(missing)}. "
+            f"The tree is incomplete. {tree.advice}"
+        )
+    if not check_format:
+        return
+    with ThreadPoolExecutor(max_workers=AUDIO_CHECK_WORKERS) as pool:
+        results = list(tqdm(pool.map(_audio_problem, paths), total=len(paths), unit="file",
+                            desc="checking audio", disable=not progress, leave=False))
+    problems = [r for r in results if r is not None]
+    if problems:
+        raise DownloadError(
+            f"{audio_name}: {len(problems)} of {len(paths)} WAV file(s) are not "
+            f"ESC-50 clips (readable, {SAMPLE_RATE} Hz, mono, 5 s, finite samples): "
+            f"{_listing(problems)}. {tree.advice}"
+        )
+
+
+def verify_dataset(root: str | Path, *, check_audio_format: bool = True, progress: bool = True,
+                   source: SourceTree | None = None) -> DatasetSummary:
+    """Verify an extracted ESC-50-style tree: table, counts, and every listed WAV file
+    (the rules of the module docstring).
 
     Args:
         root: the folder that holds ``meta/esc50.csv`` and ``audio/``.
         check_audio_format: read every WAV header (readable, rate, channels, length).
             Without it, files need only exist and be non-empty.
         progress: show a tqdm progress bar over the audio files.
-        origin: where ``root`` came from: messages then name the source's paths and
-            end with its advice (default: ``root`` itself, advised to fetch again).
+        source: how messages name ``root``'s files and what they advise (default:
+            ``root`` itself, advised to fetch again).
 
     Returns:
         DatasetSummary: counts and ``kind`` ("ESC-50", "ESC-10", "ESC-50 subset" or "custom").
@@ -638,37 +580,10 @@ def verify_dataset(
         DownloadError: naming the offending files or values and what to do.
     """
     root = Path(root)
-    origin = origin or Origin(root, str(root))
-    csv_path = root / META_RELPATH
-    try:
-        df = read_table(root)
-        validate_table(df, source=origin.name(csv_path))
-    except DatasetError as exc:
-        raise DownloadError(f"{origin.text(str(exc))} {origin.advice}") from exc
-    if df.empty:
-        raise DownloadError(f"{origin.name(csv_path)} lists no clips. {origin.advice}")
-    summary = summarize(df)
-    _check_counts(df, summary, origin.name(csv_path), advice=origin.advice)
-    audio_dir = root / AUDIO_DIRNAME
-    paths = [audio_dir / name for name in df["filename"]]
-    missing = [p.name for p in paths if not p.is_file() or p.stat().st_size == 0]
-    if missing:
-        raise DownloadError(
-            f"{origin.name(audio_dir)}: {len(missing)} of {len(paths)} WAV file(s) listed in "
-            f"{META_RELPATH.as_posix()} are missing or empty: {_listing(missing)}. "
-            f"The tree is incomplete. {origin.advice}"
-        )
-    if check_audio_format:
-        with ThreadPoolExecutor(max_workers=AUDIO_CHECK_WORKERS) as pool:
-            results = list(tqdm(pool.map(_audio_problem, paths), total=len(paths), unit="file",
-                                desc="checking audio", disable=not progress, leave=False))
-        problems = [r for r in results if r is not None]
-        if problems:
-            raise DownloadError(
-                f"{origin.name(audio_dir)}: {len(problems)} of {len(paths)} WAV file(s) are not "
-                f"ESC-50 clips (readable, {SAMPLE_RATE} Hz, mono, 5 s, finite samples): "
-                f"{_listing(problems)}. {origin.advice}"
-            )
+    tree = source or SourceTree(root, str(root))
+    df, summary = _check_table(root, tree)
+    _check_audio([root / AUDIO_DIRNAME / name for name in df["filename"]], tree,
+                 check_format=check_audio_format, progress=progress)
     return summary
 
 
@@ -682,25 +597,35 @@ def _sha256(path: Path) -> str:
 def _write_marker(root: Path, summary: DatasetSummary) -> None:
     """Record a successful verification in ``root/.verified.json`` (atomically)."""
     audio_dir = root / AUDIO_DIRNAME
-    sizes = {name: (audio_dir / name).stat().st_size for name in read_table(root)["filename"]}
     record = {
         "format": MARKER_FORMAT,
         "verified_by": f"esc50kit {__version__}",
         "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "summary": asdict(summary),
         "table_sha256": _sha256(root / META_RELPATH),
-        "audio_sizes": sizes,
+        "audio_sizes": {name: (audio_dir / name).stat().st_size
+                        for name in read_table(root)["filename"]},
     }
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=root)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the tree it describes is not
-        os.replace(tmp, root / MARKER_NAME)
+        atomic_write_json(root / MARKER_NAME, record)
     except OSError as exc:
         raise DownloadError(
             f"could not write {root / MARKER_NAME}: {exc}. --dest must be writable."
         ) from exc
+
+
+def _read_marker(marker: Path, advice: str) -> tuple[DatasetSummary, str, dict[str, int]]:
+    """The summary, table SHA-256 and WAV sizes recorded in ``marker``."""
+    try:
+        record = json.loads(marker.read_text())
+        if record["format"] != MARKER_FORMAT:
+            raise ValueError(f"marker format {record['format']}, expected {MARKER_FORMAT}")
+        fields = dict(record["summary"])
+        fields["clips_per_fold"] = {int(k): int(v) for k, v in fields["clips_per_fold"].items()}
+        sizes = {str(k): int(v) for k, v in record["audio_sizes"].items()}
+        return DatasetSummary(**fields), record["table_sha256"], sizes
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DownloadError(f"{marker} is unreadable ({exc}). {advice}") from exc
 
 
 def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> DatasetSummary:
@@ -710,36 +635,20 @@ def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> D
     ``.verified.json`` and every listed WAV must exist with its recorded size.
     ``advice`` ends a message about a damaged tree (default: fetch again with --force).
 
-    Returns:
-        DatasetSummary: as returned by :func:`verify_dataset` when the tree was verified.
-
     Raises:
         DownloadError: no marker, an unreadable marker, or a changed, missing or
             resized file (named in the message).
     """
     root = Path(root)
-    marker = root / MARKER_NAME
-    if not marker.is_file():
+    if not (root / MARKER_NAME).is_file():
         raise DownloadError(
             f"{root} has no {MARKER_NAME}: it has not been verified. "
             f"Run `python download_data.py --source {root}` to verify and install it."
         )
-    try:
-        record = json.loads(marker.read_text())
-        if record["format"] != MARKER_FORMAT:
-            raise ValueError(f"marker format {record['format']}, expected {MARKER_FORMAT}")
-        fields = dict(record["summary"])
-        fields["clips_per_fold"] = {int(k): int(v) for k, v in fields["clips_per_fold"].items()}
-        summary = DatasetSummary(**fields)
-        sizes = {str(k): int(v) for k, v in record["audio_sizes"].items()}
-        table_sha = record["table_sha256"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DownloadError(f"{marker} is unreadable ({exc}). {advice}") from exc
+    summary, table_sha, sizes = _read_marker(root / MARKER_NAME, advice)
     csv_path = root / META_RELPATH
     if not csv_path.is_file() or _sha256(csv_path) != table_sha:
-        raise DownloadError(
-            f"{csv_path} is missing or changed since it was verified. {advice}"
-        )
+        raise DownloadError(f"{csv_path} is missing or changed since it was verified. {advice}")
     changed = []
     for name, size in sizes.items():
         path = root / AUDIO_DIRNAME / name
@@ -759,18 +668,16 @@ def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> D
 
 
 def _copy_tree(src: Path, dst: Path, *, progress: bool) -> Path:
-    """Copy the non-hidden files of ``src`` to ``dst`` (new folders, default permissions)."""
-    files = [p for p in sorted(src.rglob("*"))
-             if p.is_file() and not any(s.startswith(".") for s in p.relative_to(src).parts)]
+    """Copy the non-hidden files of ``src`` to ``dst`` with new folders and default
+    permissions (not ``shutil.copytree``, which would copy a read-only source's modes)."""
+    files = [p for p in sorted(src.rglob("*")) if p.is_file() and _visible(p, src)]
     try:
-        with tqdm(total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True,
-                  unit_divisor=1024, desc=f"copying {src.name}", disable=not progress,
-                  leave=False) as bar:
+        with _bytes_bar(sum(p.stat().st_size for p in files), f"copying {src.name}",
+                        progress=progress) as bar:
             dst.mkdir(parents=True)
             for p in files:
                 out = dst / p.relative_to(src)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                # copyfile, not copy2: the copy of a read-only source must stay writable
                 shutil.copyfile(p, out)
                 bar.update(p.stat().st_size)
     except OSError as exc:
@@ -781,71 +688,63 @@ def _copy_tree(src: Path, dst: Path, *, progress: bool) -> Path:
     return dst
 
 
-def _install(target: Path, build: Callable[[Path], Path], *, progress: bool,
-             origin: Callable[[Path], Origin]) -> DatasetSummary:
-    """Build a tree in a staging folder beside ``target``, verify and mark it, then rename it.
+def _install(target: Path, build: Callable[[Path], Path], source: Callable[[Path], SourceTree],
+             *, force: bool, progress: bool, local: bool) -> Path:
+    """Put a verified tree at ``target``: the one there (unless ``force``), else one built in
+    a staging folder beside it, verified and marked there, then renamed into place.
 
-    ``build(staging)`` writes a dataset somewhere under ``staging`` and returns its root;
-    ``origin(root)`` says how messages name that root's files.
-    An existing ``target`` (only with ``force``) is replaced once the new tree verified.
+    ``build(staging)`` writes a dataset under ``staging`` and returns its root;
+    ``source(root)`` names that root's files. An existing ``target`` is replaced only once
+    the new tree verified. ``local``: see :func:`_use_existing`.
     """
+    if target.exists() and not force:
+        return _use_existing(target, progress=progress, local=local)
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=target.parent))
     try:
         root = build(staging)
-        summary = verify_dataset(root, progress=progress, origin=origin(root))
+        tree = source(root)
+        summary = verify_dataset(root, progress=progress, source=tree)
         _write_marker(root, summary)
         if target.exists():
             os.replace(target, staging / "previous")
         os.replace(root, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return summary
+    logger.info("verified %s and installed it as %s (%s)", tree.shown, target, summary)
+    return target.resolve()
 
 
-def _use_existing(target: Path, *, progress: bool, local: bool) -> DatasetSummary:
+def _use_existing(target: Path, *, progress: bool, local: bool) -> Path:
     """Accept a tree already at ``target``: cheaply if marked, else by a full verification.
 
-    ``local``: the command copies a local ``--source``, so ``--force`` copies it again
-    (no network); else ``--force`` fetches the archive again.
+    ``local``: ``--force`` would copy a local ``--source`` again, else fetch the archive.
     """
-    again = ("copy it again from the source" if local else "fetch it again")
+    again = "copy it again from the source" if local else "fetch it again"
     advice = (f"Run the same command with --force to {again} (it replaces {target}), or "
               "remove that folder.")
     if (target / MARKER_NAME).exists():
         summary = read_verified_summary(target, advice=advice)
         logger.info("%s is already verified (%s); nothing to fetch", target, summary)
-        return summary
+        return target.resolve()
     try:
-        summary = verify_dataset(target, progress=progress, origin=Origin(target, str(target), ""))
+        summary = verify_dataset(target, progress=progress, source=SourceTree(target, str(target), ""))
     except DownloadError as exc:
         raise DownloadError(
             f"{target} exists but does not verify: {str(exc).rstrip()} {advice}"
         ) from exc
     _write_marker(target, summary)
     logger.info("verified the existing tree %s (%s)", target, summary)
-    return summary
+    return target.resolve()
 
 
-def _remove_stale_staging(dest: Path) -> None:
-    for stale in dest.glob(TMP_PREFIX + "*"):
-        logger.info("removing %s, left by an interrupted run", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def prepare_dataset(
-    *,
-    source: str | Path | None = None,
-    dest: str | Path = "data",
-    force: bool = False,
-    url: str = URL,
-    progress: bool = True,
-) -> Path:
+def prepare_dataset(*, source: str | Path | None = None, dest: str | Path = "data",
+                    force: bool = False, url: str = URL, progress: bool = True) -> Path:
     """Make sure a verified dataset is in ``dest``; fetch it only when it is not.
 
     Args:
-        source: None to download ``url``; else a local zip file (extracted into
-            ``dest``; the zip is left alone) or a folder holding a dataset root (copied
-            into ``dest``, see the module docstring).
+        source: None to download ``url``; else a local zip file (extracted into ``dest``,
+            left alone) or a folder holding a dataset root (copied into ``dest``; one
+            already where the copy would go is used in place).
         dest: the folder that receives the dataset root.
         force: fetch, extract or copy again and replace the tree in ``dest``, even if it
             verifies; a previous partial download is discarded.
@@ -853,8 +752,8 @@ def prepare_dataset(
         progress: show tqdm progress bars.
 
     Returns:
-        Path: the absolute path of the verified dataset root, e.g.
-        ``data/ESC-50-master``; its summary is :func:`read_verified_summary` of it.
+        Path: the absolute path of the verified root, e.g. ``data/ESC-50-master``
+        (:func:`read_verified_summary` gives its summary).
 
     Raises:
         DownloadError: no network, an HTTP error, a truncated or corrupt archive,
@@ -865,9 +764,21 @@ def prepare_dataset(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create --dest {dest}: {exc}") from exc
-    _remove_stale_staging(dest)
+    for stale in dest.glob(TMP_PREFIX + "*"):
+        logger.info("removing %s, left by an interrupted run", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     if source is None:
-        return _prepare_from_url(url, dest, force=force, progress=progress)
+        archive = dest / ARCHIVE_NAME
+        if force:
+            archive.unlink(missing_ok=True)
+            _discard(archive.with_name(archive.name + ".part"))
+        elif (dest / EXTRACTED_DIRNAME).exists():
+            return _use_existing(dest / EXTRACTED_DIRNAME, progress=progress, local=False)
+        if not archive.exists():  # a complete archive from an interrupted run is reused
+            logger.info("downloading %s to %s", url, archive)
+            download_file(url, archive, progress=progress)
+        return _prepare_from_zip(archive, dest, force=force, progress=progress, owned=True,
+                                 name=EXTRACTED_DIRNAME)
     source = Path(source).expanduser()
     if source.is_dir():
         return _prepare_from_folder(source, dest, force=force, progress=progress)
@@ -882,24 +793,14 @@ def prepare_dataset(
 def _prepare_from_folder(source: Path, dest: Path, *, force: bool, progress: bool) -> Path:
     src_root = find_dataset_root(source)
     target = dest / src_root.name
-    if src_root.resolve() == target.resolve():  # the source already is the tree in dest
-        if force:
-            origin = _folder_origin(target, src_root)
-            _write_marker(target, verify_dataset(target, progress=progress, origin=origin))
-        else:
-            _use_existing(target, progress=progress, local=True)
+    if src_root.resolve() == target.resolve() and force:  # the source is the tree in dest
+        tree = SourceTree.folder(target, src_root)
+        _write_marker(target, verify_dataset(target, progress=progress, source=tree))
         return target.resolve()
-    if target.exists() and not force:
-        _use_existing(target, progress=progress, local=True)
-        return target.resolve()
-
-    def build(staging: Path) -> Path:
-        return _copy_tree(src_root, staging / src_root.name, progress=progress)
-
-    summary = _install(target, build, progress=progress,
-                       origin=lambda root: _folder_origin(root, src_root))
-    logger.info("copied and verified %s into %s (%s)", src_root, target, summary)
-    return target.resolve()
+    return _install(target, lambda staging: _copy_tree(src_root, staging / src_root.name,
+                                                       progress=progress),
+                    lambda root: SourceTree.folder(root, src_root),
+                    force=force, progress=progress, local=True)
 
 
 def _prepare_from_zip(archive: Path, dest: Path, *, force: bool, progress: bool, owned: bool,
@@ -907,16 +808,11 @@ def _prepare_from_zip(archive: Path, dest: Path, *, force: bool, progress: bool,
     """Extract ``archive`` into ``dest``. ``owned``: we downloaded it, so we may delete it."""
     try:
         prefix = _zip_root_prefix(archive)
-        target = dest / (name or PurePosixPath(prefix).name or archive.stem)
-        if target.exists() and not force:
-            _use_existing(target, progress=progress, local=not owned)
-            return target.resolve()
-
-        def build(staging: Path) -> Path:
-            return extract_archive(archive, staging / "extracted", progress=progress) / prefix
-
-        summary = _install(target, build, progress=progress,
-                           origin=lambda root: _zip_origin(root, archive, prefix, owned=owned))
+        root = _install(
+            dest / (name or PurePosixPath(prefix).name or archive.stem),
+            lambda staging: extract_archive(archive, staging / "extracted", progress=progress) / prefix,
+            lambda root: SourceTree.zip(root, archive, prefix, owned=owned),
+            force=force, progress=progress, local=not owned)
     except CorruptArchiveError as exc:
         if not owned:
             raise
@@ -927,21 +823,4 @@ def _prepare_from_zip(archive: Path, dest: Path, *, force: bool, progress: bool,
         ) from exc
     if owned:
         archive.unlink(missing_ok=True)  # the verified tree is what the pipeline reads
-    logger.info("extracted and verified %s into %s (%s)", archive.name, target, summary)
-    return target.resolve()
-
-
-def _prepare_from_url(url: str, dest: Path, *, force: bool, progress: bool) -> Path:
-    target = dest / EXTRACTED_DIRNAME
-    archive = dest / ARCHIVE_NAME
-    if force:
-        archive.unlink(missing_ok=True)
-        _discard(archive.with_name(archive.name + ".part"))
-    elif target.exists():
-        _use_existing(target, progress=progress, local=False)
-        return target.resolve()
-    if not archive.exists():  # a complete archive from an interrupted run is reused
-        logger.info("downloading %s to %s", url, archive)
-        download_file(url, archive, progress=progress)
-    return _prepare_from_zip(archive, dest, force=force, progress=progress, owned=True,
-                             name=EXTRACTED_DIRNAME)
+    return root

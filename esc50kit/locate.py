@@ -19,8 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .data import META_RELPATH, DatasetError
-from .download import MARKER_NAME
+from .data import MARKER_NAME, META_RELPATH, DatasetError
 
 ENV_VAR = "ESC50KIT_DATA"
 

@@ -71,6 +71,11 @@ def test_esc10_subset_selects_flagged_rows(synthetic_root):
     assert sorted(df["label"].unique()) == list(range(df["target"].nunique()))
 
 
+def test_unknown_subset_is_named(synthetic_root):
+    with pytest.raises(DatasetError, match=r"unknown subset 'esc5'.*esc10"):
+        load_metadata(synthetic_root, subset="esc5")
+
+
 def test_esc50_subset_refuses_a_partial_table(synthetic_root):
     with pytest.raises(DatasetError, match="subset='esc50'"):
         load_metadata(synthetic_root, subset="esc50")

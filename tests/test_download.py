@@ -30,10 +30,8 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esc50kit.data import AUDIO_DIRNAME, META_RELPATH
+from esc50kit.data import AUDIO_DIRNAME, EXTRACTED_DIRNAME, MARKER_NAME, META_RELPATH
 from esc50kit.download import (
-    EXTRACTED_DIRNAME,
-    MARKER_NAME,
     TMP_PREFIX,
     DownloadError,
     download_file,
@@ -374,6 +372,7 @@ def test_source_folder_is_copied_into_dest(synthetic_root, tmp_path):
     )
     assert (len(match), mismatch, errors) == (50, [], [])
     assert not (synthetic_root / MARKER_NAME).exists()  # the source is not written to
+    assert (root / MARKER_NAME).stat().st_mode & 0o777 == 0o644  # readable, like the tree
 
 
 def test_source_that_is_not_a_dataset_fails(tmp_path):
@@ -451,34 +450,19 @@ def _first_wav(root: Path) -> Path:
     return sorted((root / AUDIO_DIRNAME).glob("*.wav"))[0]
 
 
-def _damage_missing(path: Path) -> None:
-    path.unlink()
-
-
-def _damage_garbage(path: Path) -> None:
-    path.write_bytes(b"this is not a wav file" * 20)
-
-
-def _damage_stereo(path: Path) -> None:
-    sf.write(path, np.zeros((220500, 2), dtype=np.float32), 44100, subtype="PCM_16")
-
-
-def _damage_rate(path: Path) -> None:
-    sf.write(path, np.zeros(110250, dtype=np.float32), 22050, subtype="PCM_16")
-
-
-def _damage_short(path: Path) -> None:
-    sf.write(path, np.zeros(44100, dtype=np.float32), 44100, subtype="PCM_16")
+def _pcm16(frames: int, sr: int = 44100, channels: int = 1):
+    shape = (frames, channels) if channels > 1 else frames
+    return lambda path: sf.write(path, np.zeros(shape, dtype=np.float32), sr, subtype="PCM_16")
 
 
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        (_damage_missing, "missing or empty"),
-        (_damage_garbage, "unreadable"),
-        (_damage_stereo, "2 channels"),
-        (_damage_rate, "22050 Hz"),
-        (_damage_short, "44100 frames"),
+        (Path.unlink, "missing or empty"),
+        (lambda path: path.write_bytes(b"this is not a wav file" * 20), "unreadable"),
+        (_pcm16(220500, channels=2), "2 channels"),
+        (_pcm16(110250, sr=22050), "22050 Hz"),
+        (_pcm16(44100), "44100 frames"),
     ],
     ids=["missing", "garbage", "stereo", "22.05kHz", "1s"],
 )
@@ -537,6 +521,19 @@ def test_a_bad_member_of_a_source_zip_is_named_as_a_member(writable_root, tmp_pa
     assert f"{archive}:ESC-50-master/meta/esc50.csv" in msg and TMP_PREFIX not in msg
     assert f"Fix or replace the named member(s) of the zip {archive}" in msg
     assert "download_data.py --force" not in msg
+
+
+def test_a_zip_without_a_top_folder_names_members_from_its_root(writable_root, tmp_path):
+    (writable_root / META_RELPATH).write_text("filename,fold\n")
+    archive = tmp_path / "flat.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(writable_root.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(writable_root).as_posix())
+    with pytest.raises(DownloadError) as info:
+        prepare_dataset(source=archive, dest=tmp_path / "data", progress=False)
+    assert f"{archive}:meta/esc50.csv lacks the official column(s)" in str(info.value)
+    _assert_nothing_valid_left(tmp_path / "data")
 
 
 def test_a_bad_member_of_the_downloaded_archive_says_fetch_again(server, writable_root, tmp_path):
