@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,10 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 LAST, BEST, HISTORY = "checkpoint_last.pt", "checkpoint_best.pt", "history.csv"
+# what checkpoint_last.pt holds beside meta and generator states: states, then the record
+_STATEFUL = ("model", "ema", "optimizer", "scheduler", "scaler")
+_RECORD = ("history", "best", "bad_epochs", "train_seconds", "samples_seen", "finished")
+Array = np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,10 @@ class TrainConfig:
         patience: stop after this many epochs without a better validation score
             (None: run every epoch).
         eval_batch_size: clips per forward pass when scoring.
-        amp: mixed precision: ``"auto"`` (bf16 where supported, else fp16, on CUDA
-            only; float32 on the CPU), ``"bf16"`` (on CUDA, and on CPUs with native
-            bf16 instructions such as AVX512-BF16 or AMX, about 1.6x faster there;
-            float32 on other CPUs, where emulated bf16 would be slower), ``"fp16"``
-            (CUDA) or ``"off"``.
+        amp: mixed precision: ``"auto"`` (on CUDA bf16 where supported, else fp16;
+            float32 on the CPU), ``"bf16"`` (CUDA, and CPUs with native bf16 such as
+            AVX512-BF16 or AMX, about 1.6x faster there; elsewhere float32, as emulated
+            bf16 is slower), ``"fp16"`` (CUDA) or ``"off"``.
         device: ``"auto"`` (CUDA, then Apple MPS, then CPU) or a torch device string.
         grad_clip: clip the gradient norm to this value (None: no clipping).
         variants: waveform-augmented copies of each clip made once, before training
@@ -118,21 +121,16 @@ class TrainConfig:
         object.__setattr__(self, "variant_transforms", tuple(self.variant_transforms))
         if self.variants < 0:
             raise ValueError(f"variants={self.variants} must be >= 0 (0 turns them off)")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r}; choose one of {SCHEDULES}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"amp={self.amp!r}; choose one of {AMP_MODES}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("amp", AMP_MODES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {choices}")
         if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError(
-                f"epochs={self.epochs} must be >= 1 and batch_size={self.batch_size} >= 2 "
-                "(batch norm needs two clips per batch)"
-            )
+            raise ValueError(f"epochs={self.epochs} must be >= 1 and batch_size={self.batch_size}"
+                             " >= 2 (batch norm needs two clips per batch)")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
-            raise ValueError(
-                f"warmup={self.warmup} and label_smoothing={self.label_smoothing} must be in [0, 1)"
-            )
+            raise ValueError(f"warmup={self.warmup} and label_smoothing={self.label_smoothing} "
+                             "must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,10 +187,7 @@ def choose_device(preference: str = "auto") -> torch.device:
         return _checked_device(preference)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
 
 
 def _checked_device(name: str) -> torch.device:
@@ -212,10 +207,8 @@ def _checked_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} "
                              f"CUDA device(s), numbered from 0; {hint}")
-    elif device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError(f"device {name!r}: Apple MPS is not available here; {hint}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: Apple MPS is not available here; {hint}")
     return device
 
 
@@ -254,10 +247,13 @@ def use_channels_last(model: nn.Module, device: torch.device) -> bool:
     return device.type in ("cuda", "cpu") and getattr(model, "prefers_channels_last", False)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device,
+             dtype: torch.dtype | None) -> torch.Tensor:
+    """``model(x)``, autocast to ``dtype`` (None: float32), channels-last where it helps."""
+    if use_channels_last(model, device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+        return model(x)
 
 
 # ---------------------------------------------------------------- files
@@ -265,18 +261,6 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 class TrainingDivergedError(RuntimeError):
     """A training or validation loss became NaN or infinite; the message says where."""
-
-
-def _write_failure(exc: BaseException) -> bool:
-    """Whether ``torch.save`` failed to write (a full disk, a file-size limit), not to pickle.
-
-    torch reports a failed write as a RuntimeError of its C++ zip writer, e.g.
-    ``[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file
-    data/0: file write failed``, with no errno.
-    """
-    text = str(exc)
-    return isinstance(exc, OSError) or any(
-        s in text for s in ("inline_container", "PytorchStreamWriter", "write failed"))
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -291,7 +275,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
     except (RuntimeError, OSError) as exc:
-        if not _write_failure(exc):
+        # torch reports a failed write (full disk, file-size limit) as a RuntimeError of its
+        # C++ zip writer, with no errno: "[enforce fail at inline_container.cc:672] .
+        # PytorchStreamWriter failed writing file data/0: file write failed"; not a pickling one
+        if not isinstance(exc, OSError) and not any(
+                s in str(exc) for s in ("inline_container", "PytorchStreamWriter", "write failed")):
             raise
         raise WriteError(path, exc, what="checkpoint") from exc
 
@@ -351,12 +339,6 @@ def random_crop(x: torch.Tensor, frames: int, generator: torch.Generator) -> tor
     return torch.gather(x, 2, idx[:, None, :].expand(batch, n_bins, frames))
 
 
-def soft_targets(y: torch.Tensor, n_classes: int, smoothing: float) -> torch.Tensor:
-    """One-hot targets with label smoothing. Returns shape (batch, n_classes), float32."""
-    onehot = F.one_hot(y, n_classes).float()
-    return onehot * (1 - smoothing) + smoothing / n_classes
-
-
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy against soft targets (label smoothing, mixup), in float32.
 
@@ -387,7 +369,8 @@ def augment_batch(
         x = spec_augment(x, freq_masks=config.freq_masks, freq_width=config.freq_width,
                          time_masks=config.time_masks, time_width=config.time_width,
                          generator=generator)
-    target = soft_targets(y, n_classes, config.label_smoothing)
+    smooth = config.label_smoothing  # one-hot targets, smoothed: (batch, n_classes)
+    target = F.one_hot(y, n_classes).float() * (1 - smooth) + smooth / n_classes
     if config.mixup_alpha > 0:
         x, target = mixup(x, target, alpha=config.mixup_alpha, generator=generator)
     return x, target
@@ -402,14 +385,9 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return out
 
 
-def _steps_per_epoch(n: int, batch_size: int) -> int:
-    full, rest = divmod(n, batch_size)
-    return full + (1 if rest >= 2 or full == 0 else 0)
-
-
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, X: torch.Tensor | np.ndarray, *, batch_size: int = 128,
+    model: nn.Module, X: Array, *, batch_size: int = 128,
     device: torch.device | str | None = None, amp: str = "auto",
 ) -> torch.Tensor:
     """Logits of whole clips in eval mode, no augmentation.
@@ -423,15 +401,12 @@ def predict_logits(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     X = torch.as_tensor(X, dtype=torch.float32)
     dtype = amp_dtype(amp, device)
-    channels_last = use_channels_last(model, device)
     model.eval()
     outs = []
     for i in range(0, len(X), batch_size):
-        xb = X[i : i + batch_size].to(device, non_blocking=True).unsqueeze(1)  # (batch, 1, n_bins, frames)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, dtype):
-            outs.append(model(xb).float().cpu())
+        xb = X[i : i + batch_size].to(device, non_blocking=True)[:, None]
+        # (batch, 1, n_bins, frames)
+        outs.append(_forward(model, xb, device, dtype).float().cpu())
     if not outs:
         return torch.zeros(0, 0)
     return torch.cat(outs)
@@ -462,9 +437,8 @@ def ema_update(ema_model: nn.Module, model: nn.Module, *, decay: float, step: in
     are not tied to the random initial weights. Batch-norm statistics are copied.
     """
     d = min(decay, (1 + step) / (10 + step))
-    ema_p = [p for p in ema_model.parameters()]
-    src_p = [p.detach() for p in model.parameters()]
-    torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+    torch._foreach_lerp_(list(ema_model.parameters()),
+                         [p.detach() for p in model.parameters()], 1.0 - d)
     for b_ema, b in zip(ema_model.buffers(), model.buffers()):
         b_ema.copy_(b)
 
@@ -491,21 +465,247 @@ def _diverged(which: str, value: float, epoch: int, out: Path | None) -> str:
             f"(resuming repeats the same steps).{kept}")
 
 
+def _checked_inputs(X_train: Array, y_train: Array, X_val: Array, y_val: Array, *,
+                    patience: int | None) -> list[torch.Tensor]:
+    """``[X_train, y_train, X_val, y_val]`` as float32/long tensors, checked (see :func:`fit`)."""
+    if len(X_train) != len(y_train) or len(X_val) != len(y_val):
+        raise ValueError(f"features and labels differ in length: train {len(X_train)} vs "
+                         f"{len(y_train)}, val {len(X_val)} vs {len(y_val)}")
+    if len(X_train) < 2:
+        raise ValueError(f"need >= 2 training clips, got {len(X_train)}")
+    if not len(X_val) and patience is not None:
+        raise ValueError(f"patience={patience} stops on the validation score, and there "
+                         "are no validation clips: set patience=None (a fixed epoch count)")
+    tensors = [torch.as_tensor(a, dtype=torch.long if i % 2 else torch.float32)
+               for i, a in enumerate((X_train, y_train, X_val, y_val))]
+    for name, X in (("X_train", tensors[0]), ("X_val", tensors[2])):
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError(f"{name} holds NaN or infinite values; a clip or the normaliser "
+                             "statistics are damaged (check the clips' audio, or delete the "
+                             "feature cache to recompute it)")
+    if tensors[0].dim() not in (3, 4):
+        raise ValueError(f"X_train must have shape (N, n_bins, frames) or (N, V, n_bins, frames), "
+                         f"got {tuple(tensors[0].shape)}")
+    return tensors
+
+
+@dataclass
+class _Training:
+    """What :func:`fit` and :func:`lr_find` train with, and fit's record of the epochs so far.
+
+    ``rngs``: CPU generators (``esc50kit.augment`` draws there) of shuffling, augmentation
+    and variant picks. :attr:`scored` (``ema``, with ``config.ema``) is validated and saved.
+    """
+
+    model: nn.Module
+    config: TrainConfig
+    device: torch.device
+    dtype: torch.dtype | None
+    n_classes: int
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: nn.Module | None
+    rngs: dict[str, torch.Generator]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(
+        default_factory=lambda: {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf})
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+    resumed_from: int | None = None
+    finished: bool = False
+
+    @property
+    def scored(self) -> nn.Module:
+        return self.ema if self.ema is not None else self.model
+
+    @property
+    def stopped_early(self) -> bool:
+        patience = self.config.patience
+        return bool(self.history) and patience is not None and self.bad_epochs >= patience
+
+
+def _start(model: nn.Module, config: TrainConfig, *, seed: int, schedule) -> _Training:
+    """Move ``model`` to the training device (channels-last where that is faster) and make
+    what trains it: optimiser, ``schedule(optimizer)``, grad scaler, EMA copy, generators."""
+    device = choose_device(config.device)
+    dtype = amp_dtype(config.amp, device)
+    model.to(device)
+    if use_channels_last(model, device):
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    return _Training(
+        model=model, config=config, device=device, dtype=dtype, n_classes=_n_classes(model),
+        optimizer=optimizer, scheduler=schedule(optimizer),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        ema=copy.deepcopy(model) if config.ema is not None else None,
+        rngs={name: torch.Generator().manual_seed(seed + i)
+              for i, name in enumerate(("shuffle", "augment", "variant"))},
+    )
+
+
+def _resume(run: _Training, path: Path) -> None:
+    """Restore ``run`` (weights, optimiser, generators, history) from ``checkpoint_last.pt``."""
+    ckpt = load_checkpoint(path)
+    if TrainConfig.from_dict(ckpt["train_config"]) != run.config:  # older files: defaults filled
+        raise ValueError(f"{path} was written with another training configuration "
+                         f"({ckpt['train_config']}); use the same settings to resume, or "
+                         "pass resume=False / a new folder to start over")
+    for key in _STATEFUL:
+        if getattr(run, key) is not None:
+            getattr(run, key).load_state_dict(ckpt[key])
+    for name, generator in run.rngs.items():
+        if ckpt["rng"].get(name) is not None:  # older files have no "variant"
+            generator.set_state(ckpt["rng"][name])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if run.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    for key in _RECORD:  # older files have no "finished"
+        setattr(run, key, ckpt.get(key, getattr(run, key)))
+    run.resumed_from = ckpt["epoch"]
+
+
+def _train_step(run: _Training, X: torch.Tensor, y: torch.Tensor,
+                idx: torch.Tensor) -> tuple[float, int]:
+    """One step of :func:`fit` and :func:`lr_find` on the training clips ``idx`` (CPU indices
+    into ``X``, shape (N, n_bins, frames) or (N, V, n_bins, frames), and ``y``, shape (N,)):
+    augmentation, autocast, grad scaling and clipping, scheduler and EMA steps.
+
+    Returns:
+        (the loss, maybe NaN or infinite; clips whose logits' argmax is the target's).
+    """
+    pos = idx.to(run.device)
+    if X.dim() == 4:  # one version of each clip: itself or a variant
+        pick = torch.randint(0, X.shape[1], (len(idx),), generator=run.rngs["variant"])
+        x = X[pos, pick.to(run.device)]
+    else:
+        x = X[pos]
+    xb, target = augment_batch(x, y[pos], n_classes=run.n_classes, config=run.config,
+                               generator=run.rngs["augment"])
+    logits = _forward(run.model, xb, run.device, run.dtype)
+    loss = soft_cross_entropy(logits, target)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.config.grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    if run.ema is not None:
+        ema_update(run.ema, run.model, decay=run.config.ema, step=run.scheduler.last_epoch)
+    return loss.item(), int((logits.argmax(1) == target.argmax(1)).sum())
+
+
+def _run_epoch(run: _Training, data: list[torch.Tensor], epoch: int, out: Path | None) -> bool:
+    """Train one epoch, score it on the validation clips, record it in ``run.history``.
+
+    Returns whether its weights are the best so far (then kept in ``run.best_state``).
+    Raises TrainingDivergedError if a training or the validation loss is not finite.
+    """
+    X, y, X_val, y_val = data
+    t0 = time.perf_counter()
+    run.model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for idx in _batches(len(X), run.config.batch_size, run.rngs["shuffle"]):
+        loss, right = _train_step(run, X, y, idx)
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(_diverged("training", loss, epoch, out))
+        loss_sum, correct, seen = loss_sum + loss * len(idx), correct + right, seen + len(idx)
+    run.train_seconds += time.perf_counter() - t0
+    run.samples_seen += seen
+    val_loss = val_acc = math.nan
+    if len(X_val):
+        val_loss, val_acc = evaluate(run.scored, X_val, y_val, device=run.device,
+                                     batch_size=run.config.eval_batch_size, amp=run.config.amp)
+        if not math.isfinite(val_loss):
+            raise TrainingDivergedError(_diverged("validation", val_loss, epoch, out))
+    run.history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                        "val_loss": val_loss, "val_acc": val_acc,
+                        "lr": run.optimizer.param_groups[0]["lr"],
+                        "seconds": time.perf_counter() - t0})
+    # The validation fold alone chooses: higher accuracy, ties to lower loss. Without
+    # one, the last epoch's weights are kept (a fixed epoch count), so they are copied
+    # and saved once, at the end, not every epoch.
+    improved = ((val_acc, -val_loss) > (run.best["val_acc"], -run.best["val_loss"])
+                if len(X_val) else epoch == run.config.epochs)
+    if improved:
+        run.best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
+        run.bad_epochs = 0
+        run.best_state = copy.deepcopy(run.scored.state_dict())
+    else:
+        run.bad_epochs += 1
+    run.finished = run.stopped_early or epoch == run.config.epochs
+    return improved
+
+
+def _save(run: _Training, out: Path, meta: dict[str, Any], *, improved: bool) -> None:
+    """Write ``checkpoint_best.pt`` (if ``improved``), ``checkpoint_last.pt`` (all that
+    resuming needs) and ``history.csv`` to ``out``."""
+    if improved:
+        atomic_save({**meta, "model": run.best_state, **run.best}, out / BEST)
+    rng = {name: generator.get_state() for name, generator in run.rngs.items()}
+    rng["torch"] = torch.get_rng_state()
+    rng["cuda"] = torch.cuda.get_rng_state() if run.device.type == "cuda" else None
+    states = {key: getattr(run, key) for key in _STATEFUL}
+    atomic_save({**meta, **{key: part.state_dict() if part is not None else None
+                            for key, part in states.items()},
+                 **{key: getattr(run, key) for key in _RECORD}, "rng": rng}, out / LAST)
+    atomic_write_csv(pd.DataFrame(run.history, columns=HISTORY_COLUMNS), out / HISTORY)
+
+
+def _train_epochs(run: _Training, data: list[torch.Tensor], *, out: Path | None,
+                  meta: dict[str, Any], stop_after: int | None, progress: bool, desc: str) -> None:
+    """The epochs left after ``run.history``, each saved to ``out``, until the last one,
+    early stopping or ``stop_after``, with a tqdm bar (when ``progress``) labelled ``desc``."""
+    from tqdm.auto import tqdm
+
+    epochs = run.config.epochs
+    with tqdm(total=epochs, initial=epochs if run.finished else len(run.history), desc=desc,
+              unit="epoch", disable=not progress, leave=True, dynamic_ncols=True,
+              mininterval=0.1 if sys.stderr.isatty() else 30.0) as bar:
+        for epoch in range(len(run.history) + 1, epochs + 1):
+            if run.stopped_early or run.finished:
+                break
+            improved = _run_epoch(run, data, epoch, out)
+            if out is not None:
+                _save(run, out, {**meta, "epoch": epoch}, improved=improved)
+            bar.update(1)
+            row, best = run.history[-1], run.best
+            postfix = {"loss": f"{row['train_loss']:.3f}"}
+            if len(data[2]):
+                postfix.update(val_acc=f"{row['val_acc']:.3f}",
+                               best=f"{best['val_acc']:.3f}@{best['epoch']}")
+            bar.set_postfix(postfix, refresh=False)
+            if stop_after is not None and epoch >= stop_after:
+                break
+
+
+def _result(run: _Training, out: Path | None) -> FitResult:
+    """Load the chosen weights into ``run.model`` and say what the run did."""
+    best_state = run.best_state
+    if best_state is None and out is not None and (out / BEST).is_file():
+        best_state = load_checkpoint(out / BEST)["model"]
+    if best_state is not None:
+        run.model.load_state_dict(best_state)
+    return FitResult(
+        history=pd.DataFrame(run.history, columns=HISTORY_COLUMNS),
+        best_epoch=int(run.best["epoch"]), best_val_acc=float(run.best["val_acc"]),
+        best_val_loss=float(run.best["val_loss"]), epochs_run=len(run.history),
+        stopped_early=run.stopped_early, resumed_from=run.resumed_from,
+        train_seconds=run.train_seconds, device=str(run.device),
+        samples_per_s=(run.samples_seen / run.train_seconds if run.train_seconds > 0
+                       else float("nan")),
+    )
+
+
 def fit(
-    model: nn.Module,
-    X_train: np.ndarray | torch.Tensor,
-    y_train: np.ndarray | torch.Tensor,
-    X_val: np.ndarray | torch.Tensor,
-    y_val: np.ndarray | torch.Tensor,
-    *,
-    config: TrainConfig,
-    out_dir: str | Path | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "train",
-    resume: bool = True,
-    stop_after_epoch: int | None = None,
-    checkpoint_meta: dict[str, Any] | None = None,
+    model: nn.Module, X_train: Array, y_train: Array, X_val: Array, y_val: Array, *,
+    config: TrainConfig, out_dir: str | Path | None = None, seed: int = 0,
+    progress: bool = True, desc: str = "train", resume: bool = True,
+    stop_after_epoch: int | None = None, checkpoint_meta: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` on the training rows, choosing the checkpoint on the validation rows.
 
@@ -517,9 +717,8 @@ def fit(
         y_train: shape (N,), integer labels 0..n_classes-1.
         X_val, y_val: the validation fold, same layout (any number of frames). Empty
             (0 rows): no validation, for an epoch count chosen on validation before
-            (``refit`` mode): the last epoch's weights are the "best" checkpoint, and
-            the history's validation columns are NaN; ``patience`` must
-            then be None.
+            (``refit`` mode): the last epoch's weights are the "best" checkpoint, the
+            history's validation columns are NaN and ``patience`` must be None.
         config: optimiser, schedule, augmentation and stopping settings.
         out_dir: folder for checkpoints and ``history.csv`` (None: keep nothing on disk,
             no resuming).
@@ -542,205 +741,23 @@ def fit(
         TrainingDivergedError: a loss became NaN or infinite (checked every step).
         WriteError: a checkpoint could not be written (e.g. a full disk).
     """
-    from tqdm.auto import tqdm
-
-    if len(X_train) != len(y_train) or len(X_val) != len(y_val):
-        raise ValueError(
-            f"features and labels differ in length: train {len(X_train)} vs {len(y_train)}, "
-            f"val {len(X_val)} vs {len(y_val)}"
-        )
-    if len(X_train) < 2:
-        raise ValueError(f"need >= 2 training clips, got {len(X_train)}")
-    validate = len(X_val) > 0
-    if not validate and config.patience is not None:
-        raise ValueError(f"patience={config.patience} stops on the validation score, and there "
-                         "are no validation clips: set patience=None (a fixed epoch count)")
-    device = choose_device(config.device)
-    dtype = amp_dtype(config.amp, device)
-    n_classes = _n_classes(model)
-    model.to(device)
-    channels_last = use_channels_last(model, device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    data = _checked_inputs(X_train, y_train, X_val, y_val, patience=config.patience)
+    total_steps = config.epochs * len(_batches(len(data[0]), config.batch_size, torch.Generator()))
+    run = _start(model, config, seed=seed,
+                 schedule=lambda opt: make_scheduler(opt, config, total_steps))
     # The whole training set lives on the device: batches are indexed, never copied from host.
-    Xtr = torch.as_tensor(X_train, dtype=torch.float32).to(device)
-    ytr = torch.as_tensor(y_train, dtype=torch.long).to(device)
-    Xva = torch.as_tensor(X_val, dtype=torch.float32)
-    yva = torch.as_tensor(y_val, dtype=torch.long)
-    for name, X in (("X_train", Xtr), ("X_val", Xva)):
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError(f"{name} holds NaN or infinite values; a clip or the normaliser "
-                             "statistics are damaged (check the clips' audio, or delete the "
-                             "feature cache to recompute it)")
-
-    steps = _steps_per_epoch(len(Xtr), config.batch_size)
-    # with config.ema, `scored` is the weight average: it is validated, chosen and saved
-    ema_model = copy.deepcopy(model) if config.ema is not None else None
-    scored = ema_model if ema_model is not None else model
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, config.epochs * steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if Xtr.dim() not in (3, 4):
-        raise ValueError(f"X_train must have shape (N, n_bins, frames) or (N, V, n_bins, frames), "
-                         f"got {tuple(Xtr.shape)}")
-    n_versions = Xtr.shape[1] if Xtr.dim() == 4 else 1
-    shuffle_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator().manual_seed(seed + 1)  # CPU: esc50kit.augment draws there
-    variant_gen = torch.Generator().manual_seed(seed + 2)
-
+    data[0], data[1] = data[0].to(run.device), data[1].to(run.device)
     out = Path(out_dir) if out_dir is not None else None
-    history: list[dict[str, float]] = []
-    start_epoch, bad_epochs, resumed_from = 0, 0, None
-    best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf}
-    best_state = None
-    train_seconds, samples_seen = 0.0, 0
     if out is not None and resume and (out / LAST).is_file():
-        ckpt = load_checkpoint(out / LAST)
-        if TrainConfig.from_dict(ckpt["train_config"]) != config:  # older files: defaults filled
-            raise ValueError(
-                f"{out / LAST} was written with another training configuration "
-                f"({ckpt['train_config']}); use the same settings to resume, or pass "
-                "resume=False / a new folder to start over"
-            )
-        model.load_state_dict(ckpt["model"])
-        if ema_model is not None:
-            ema_model.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        shuffle_gen.set_state(ckpt["rng"]["shuffle"])
-        aug_gen.set_state(ckpt["rng"]["augment"])
-        if ckpt["rng"].get("variant") is not None:
-            variant_gen.set_state(ckpt["rng"]["variant"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        history = ckpt["history"]
-        best = ckpt["best"]
-        bad_epochs = ckpt["bad_epochs"]
-        train_seconds, samples_seen = ckpt["train_seconds"], ckpt["samples_seen"]
-        start_epoch = resumed_from = ckpt["epoch"]
-        if ckpt.get("finished"):
-            start_epoch = config.epochs  # nothing left to train
+        _resume(run, out / LAST)
     elif out is not None:
         for name in (LAST, BEST, HISTORY):  # a fresh start leaves no stale files behind
             (out / name).unlink(missing_ok=True)
-
-    stopped_early = bool(history) and bad_epochs >= (config.patience or math.inf)
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc=desc, unit="epoch",
-               disable=not progress, leave=True, dynamic_ncols=True,
-               mininterval=0.1 if interactive else 30.0)
-    epoch = start_epoch
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            if stopped_early:
-                break
-            t0 = time.perf_counter()
-            model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
-            for idx in _batches(len(Xtr), config.batch_size, shuffle_gen):
-                if n_versions > 1:  # one version of each clip: itself or a variant
-                    pick = torch.randint(0, n_versions, (len(idx),), generator=variant_gen)
-                    xsel = Xtr[idx.to(device), pick.to(device)]
-                else:
-                    xsel = Xtr[idx.to(device)]
-                idx = idx.to(device)
-                xb, target = augment_batch(xsel, ytr[idx], n_classes=n_classes,
-                                           config=config, generator=aug_gen)
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                with _autocast(device, dtype):
-                    logits = model(xb)
-                loss = soft_cross_entropy(logits, target)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if ema_model is not None:
-                    ema_update(ema_model, model, decay=config.ema,
-                               step=scheduler.last_epoch)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TrainingDivergedError(_diverged("training", value, epoch, out))
-                loss_sum += value * len(idx)
-                correct += (logits.argmax(1) == target.argmax(1)).sum().item()
-                seen += len(idx)
-            train_time = time.perf_counter() - t0
-            train_seconds += train_time
-            samples_seen += seen
-            if validate:
-                val_loss, val_acc = evaluate(scored, Xva, yva, batch_size=config.eval_batch_size,
-                                             device=device, amp=config.amp)
-            else:
-                val_loss = val_acc = math.nan
-            if validate and not math.isfinite(val_loss):
-                raise TrainingDivergedError(_diverged("validation", val_loss, epoch, out))
-            row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                   "val_loss": val_loss, "val_acc": val_acc,
-                   "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - t0}
-            history.append(row)
-            # The validation fold alone chooses: higher accuracy, ties to lower loss.
-            # Without one, the last epoch's weights are kept (a fixed epoch count), so
-            # they are copied and saved once, at the end, not every epoch.
-            improved = ((val_acc, -val_loss) > (best["val_acc"], -best["val_loss"])
-                        if validate else epoch == config.epochs)
-            if improved:
-                best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
-                bad_epochs = 0
-                best_state = copy.deepcopy(scored.state_dict())
-            else:
-                bad_epochs += 1
-            stopped_early = config.patience is not None and bad_epochs >= config.patience
-            finished = stopped_early or epoch == config.epochs
-            if out is not None:
-                meta = {**(checkpoint_meta or {}), "model_config": _model_config(model),
-                        "train_config": config.to_dict(), "epoch": epoch, "seed": seed}
-                if improved:
-                    atomic_save({**meta, "model": best_state, **best}, out / BEST)
-                atomic_save({
-                    **meta, "model": model.state_dict(),
-                    "ema": ema_model.state_dict() if ema_model is not None else None,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "rng": {"shuffle": shuffle_gen.get_state(), "augment": aug_gen.get_state(),
-                            "variant": variant_gen.get_state(),
-                            "torch": torch.get_rng_state(),
-                            "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-                    "history": history, "best": best, "bad_epochs": bad_epochs,
-                    "train_seconds": train_seconds, "samples_seen": samples_seen,
-                    "finished": finished,
-                }, out / LAST)
-                atomic_write_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), out / HISTORY)
-            bar.update(1)
-            if validate:
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}",
-                                best=f"{best['val_acc']:.3f}@{best['epoch']}", refresh=False)
-            else:
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", refresh=False)
-            if stop_after_epoch is not None and epoch >= stop_after_epoch and not finished:
-                break
-    finally:
-        bar.close()
-
-    if best_state is None and out is not None and (out / BEST).is_file():
-        best_state = load_checkpoint(out / BEST)["model"]
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(
-        history=pd.DataFrame(history, columns=HISTORY_COLUMNS),
-        best_epoch=int(best["epoch"]), best_val_acc=float(best["val_acc"]),
-        best_val_loss=float(best["val_loss"]), epochs_run=len(history),
-        stopped_early=stopped_early, resumed_from=resumed_from,
-        train_seconds=train_seconds,
-        samples_per_s=samples_seen / train_seconds if train_seconds > 0 else float("nan"),
-        device=str(device),
-    )
+    meta = {**(checkpoint_meta or {}), "model_config": _model_config(model),
+            "train_config": config.to_dict(), "seed": seed}
+    _train_epochs(run, data, out=out, meta=meta, stop_after=stop_after_epoch,
+                  progress=progress, desc=desc)
+    return _result(run, out)
 
 
 # ---------------------------------------------------------------- learning-rate finder
@@ -760,61 +777,36 @@ class LRFinderResult:
 
 
 def lr_find(
-    model: nn.Module,
-    X: np.ndarray | torch.Tensor,
-    y: np.ndarray | torch.Tensor,
-    *,
-    config: TrainConfig,
-    start_lr: float = 1e-6,
-    end_lr: float = 1.0,
-    num_steps: int = 60,
-    seed: int = 0,
-    diverge: float = 4.0,
+    model: nn.Module, X: Array, y: Array, *, config: TrainConfig, start_lr: float = 1e-6,
+    end_lr: float = 1.0, num_steps: int = 60, seed: int = 0, diverge: float = 4.0,
 ) -> LRFinderResult:
     """The learning-rate range test: raise the rate exponentially, step by step.
 
-    Train steps (with the training augmentation) run on TRAINING rows only, with the
-    learning rate growing from ``start_lr`` to ``end_lr``; the test stops early when the
-    loss exceeds ``diverge`` times its best. The model's weights are restored afterwards.
+    Training steps of :func:`fit` (augmentation, channels-last, mixed precision, grad
+    clipping as ``config`` says; no EMA) run on TRAINING rows only, with the learning
+    rate growing from ``start_lr`` to ``end_lr``; the test stops early when the loss
+    exceeds ``diverge`` times its best. The model's weights are restored afterwards.
 
     Returns:
         LRFinderResult: the curve and a suggested peak learning rate.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    device = choose_device(config.device)
-    dtype = amp_dtype(config.amp, device)
-    saved = copy.deepcopy(model.state_dict())
-    model.to(device).train()
-    n_classes = _n_classes(model)
-    Xt = torch.as_tensor(X, dtype=torch.float32).to(device)
-    yt = torch.as_tensor(y, dtype=torch.long).to(device)
-    optimizer = make_optimizer(model, config)
+    X, y, _, _ = _checked_inputs(X, y, X[:0], y[:0], patience=None)
     gamma = (end_lr / start_lr) ** (1 / max(1, num_steps - 1))
-    shuffle_gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator().manual_seed(seed + 1)
-    rows, avg, best_loss = [], 0.0, math.inf
-    batches: list[torch.Tensor] = []
+    saved = copy.deepcopy(model.state_dict())
+    run = _start(model, replace(config, lr=start_lr, ema=None), seed=seed,
+                 schedule=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: gamma**s))
+    X, y = X.to(run.device), y.to(run.device)
+    model.train()
+    rows, avg, best_loss, batches = [], 0.0, math.inf, []
     try:
         for step in range(num_steps):
-            if not batches:
-                batches = _batches(len(Xt), config.batch_size, shuffle_gen)
-            idx = batches.pop(0).to(device)
-            lr = start_lr * gamma**step
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            xb, target = augment_batch(Xt[idx], yt[idx], n_classes=n_classes, config=config,
-                                       generator=aug_gen)
-            with _autocast(device, dtype):
-                logits = model(xb)
-            loss = soft_cross_entropy(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
+            batches = batches or _batches(len(X), config.batch_size, run.rngs["shuffle"])
+            value, _ = _train_step(run, X, y, batches.pop(0))
             avg = 0.9 * avg + 0.1 * value
             smoothed = avg / (1 - 0.9 ** (step + 1))  # bias-corrected moving average
-            rows.append({"lr": lr, "loss": value, "smoothed": smoothed})
+            rows.append({"lr": start_lr * gamma**step, "loss": value, "smoothed": smoothed})
             best_loss = min(best_loss, smoothed)
             if not math.isfinite(value) or smoothed > diverge * best_loss:
                 break
