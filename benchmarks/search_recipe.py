@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from esc50kit.search import (DEFAULT_SPACE, SEARCH_DIRNAME, dashboard_command, default_name,
-                                 default_storage, run_search, time_saved)
+    from esc50kit.search import (DEFAULT_SPACE, SEARCH_DIRNAME, default_name, default_storage,
+                                 run_search, time_saved)
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from train_cv import overrides_from, tracking_ready  # the same --set parsing as train_cv
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
           "of a complete trial that ran whole, minus its own)")
     name = args.name or default_name(args.profile, args.folds, args.seed)
     print(f"plots and trials.csv: {os.path.join(args.artifacts, SEARCH_DIRNAME, name)}; "
-          f"live view: {dashboard_command(storage)}")
+          f"live view: optuna-dashboard {storage}")
     best = table[table["state"] == "complete"].iloc[0]
     flags = " ".join(f"--set {p.key}={_flag_value(best[p.key])}" for p in DEFAULT_SPACE)
     own = table.loc[table["trial"] == 0, "score"]

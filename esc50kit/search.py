@@ -7,30 +7,31 @@ inner cross-validation, each scored by a model whose epoch was chosen on another
 from the outer protocol's view, all of it is validation data. ``seeds=3`` scores a trial
 by the mean of three runs (on ESC-10 one seed moves a score as much as the settings do).
 
-The study lives in an Optuna storage: ``sqlite:///<artifacts>/search/optuna.db`` by
-default, or any URL Optuna takes (``postgresql://...``, ``mysql://...``), or a journal
-file (a path without ``://``, Optuna's JournalStorage, for a shared file system). Its
-name is the search's name. What the study keeps:
+The study lives in an Optuna storage (``sqlite:///<artifacts>/search/optuna.db`` by
+default, any URL Optuna takes, or a journal file path for a shared file system) under
+the search's name. Trial 0 is the profile itself; then Optuna's TPE sampler, seeded with
+(``seed``, trial number), so the same history gives the same trial and workers never
+share a random stream. After each inner fold a trial reports the mean of its folds so
+far, and Optuna's percentile pruner stops it below the ``prune_below``-th percentile.
 
-- trial 0 is the profile itself (enqueued when the study is created); then Optuna's TPE
-  sampler, seeded with (``seed``, trial number): the same history gives the same trial,
-  and workers never share a random stream;
-- after each inner fold a trial reports the mean accuracy of its folds so far; a
-  percentile pruner stops it when that falls below the ``prune_below``-th percentile of
-  the finished trials at the same fold (after ``prune_after`` finished trials);
-- workers: the same call (or command) started in several processes or on several
-  machines against one storage runs trials of one study at once. A trial counts against
-  ``n_trials`` when it starts, by trial number, so the study ends with exactly
-  ``n_trials`` finished (complete or pruned) trials; a worker that starts one too many
-  (two asked at once) marks it failed with the user attribute ``surplus`` before it
-  trains. A worker waits for the others' last trials, then every worker prints the same
-  study;
-- interruptions: a trial stopped by Ctrl-C, or whose worker died (a process of this
-  machine that no longer exists, or with an SQL storage a heartbeat older than
-  ``GRACE_S``), is marked failed, and the next trial to start (in any worker) takes over
-  its parameters (``retry_of``) and its run folder, so it resumes from the interrupted
-  trial's finished splits and checkpoints. Trials failed by an error (``error``
-  attribute, e.g. training that diverged) are not retried: a new trial takes the place.
+Workers (the same call in several processes or machines on one storage) share the study.
+Optuna's own machinery: an SQL storage's heartbeat fails the trial of a worker silent
+for ``GRACE_S``, ``RetryHeartbeatStaleTrialCallback`` enqueues it again with its
+parameters (``retried_trial_number`` becomes ``retry_of``; the retry keeps the run
+folder, so it resumes from the finished splits and checkpoints), and
+``MaxTrialsCallback`` stops a worker once ``n_trials`` trials are finished or under way.
+Trials failed by an error (``error`` attribute) are not retried. What Optuna lacks:
+
+- Optuna fails a trial stopped by Ctrl-C but does not retry it (its heartbeat is not
+  stale): :meth:`_Worker.retry_interrupted` does. A journal storage has no heartbeat, and
+  an SQL one waits ``GRACE_S``: :func:`_retry_dead_trials` retries at once the trials
+  whose worker was a process of this machine that is gone;
+- ``MaxTrialsCallback`` counts after a trial, so two workers may both start the last
+  one: here a trial counts when it starts, by number, and one too many is failed with
+  the user attribute ``surplus`` before it trains. A worker whose last trials run
+  elsewhere waits for them (retrying them if they die), so every worker returns the study;
+- ``create_study(load_if_exists=True)`` hides which worker created the study, and only
+  that one may write its setup and enqueue trial 0 (:func:`_open_study`).
 
 Trial runs are ``<artifacts>/runs/search-<name>-t<k>`` (``-s<seed>`` with several seeds;
 ``k`` is the number of the first attempt). ``<artifacts>/search/<name>/`` receives
@@ -40,6 +41,9 @@ Trial runs are ``<artifacts>/runs/search-<name>-t<k>`` (``-s<seed>`` with severa
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import json
 import os
 import socket
@@ -50,16 +54,21 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from .fileio import atomic_path, atomic_write_csv
-from .profiles import get_profile
+from .profiles import Profile, get_profile
 
 SEARCH_DIRNAME = "search"
 STORAGE_NAME = "optuna.db"
 KINDS = ("float", "log", "int", "choice")
 HEARTBEAT_S, GRACE_S = 30, 120  # SQL storages: a RUNNING trial silent for GRACE_S is dead
 POLL_S = 2.0  # how often a worker waiting for the others' last trials looks again
+_CREATE_ATTEMPTS = 5
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_TAKEN = (*_FINISHED, TrialState.RUNNING, TrialState.WAITING)  # count against n_trials
 
 
 @dataclass(frozen=True)
@@ -123,18 +132,23 @@ class _Surplus(Exception):
     """A trial started after the study had its ``n_trials``: failed before it trains."""
 
 
+class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a failed trial, without its dead worker's id (the retry's worker
+    writes its own, and until then no worker may take the retry for a dead one)."""
+
+    def __call__(self, study, trial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs.pop("worker", None)
+        super().__call__(study, trial)
+
+
 def default_storage(artifacts_dir: str | Path) -> str:
     """``sqlite:///<artifacts_dir>/search/optuna.db`` (absolute)."""
     return f"sqlite:///{Path(artifacts_dir).expanduser().resolve() / SEARCH_DIRNAME / STORAGE_NAME}"
 
 
-_CREATE_ATTEMPTS = 5
-
-
 def open_storage(url: str):
-    """An Optuna storage: an SQL URL (with a heartbeat), or a journal file path."""
-    import optuna
-
+    """An Optuna storage: an SQL URL (with a heartbeat and retries), or a journal file path."""
     if "://" not in url:  # a journal file, e.g. on a file system the machines share
         from optuna.storages.journal import JournalFileBackend
 
@@ -148,11 +162,11 @@ def open_storage(url: str):
 
     for attempt in range(_CREATE_ATTEMPTS):
         try:
-            with warnings.catch_warnings():  # the heartbeat is marked experimental
+            with warnings.catch_warnings():  # the heartbeat and the retry are marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                                  heartbeat_interval=HEARTBEAT_S,
-                                                  grace_period=GRACE_S)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S, heartbeat_stale_trial_callback=_Retry())
         except (OperationalError, IntegrityError):
             # Workers started at once on a new database both create its tables and
             # stamp its schema version; the loser fails ("table studies already
@@ -168,20 +182,13 @@ def default_name(profile: str, folds: Sequence[int], seed: int) -> str:
     return f"{profile}-folds{''.join(map(str, sorted({int(f) for f in folds})))}-seed{seed}"
 
 
-def dashboard_command(url: str) -> str:
-    """The command that shows a study's storage in a browser."""
-    return f"optuna-dashboard {url}"
-
-
 def _origin(trial) -> int:
     """The number of a trial's first attempt (a retry carries it as ``retry_of``)."""
     return int(trial.user_attrs.get("retry_of", trial.number))
 
 
 def _finished(trials) -> list:
-    from optuna.trial import TrialState
-
-    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    return [t for t in trials if t.state in _FINISHED]
 
 
 def _alive(pid: int) -> bool:
@@ -190,72 +197,33 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
-        return True
+        pass
     return True
 
 
-def _fail_dead_trials(study) -> None:
-    """Mark failed the RUNNING trials whose worker was a process of this machine that is gone."""
-    from optuna.trial import TrialState
-
+def _retry_dead_trials(study, _finished_trial=None) -> None:
+    """Fail, and enqueue the retry of, the RUNNING trials whose worker was a process of
+    this machine that is gone. Also an Optuna callback (the second argument is unused)."""
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker") or {}
-        if worker.get("host") == host and worker.get("pid") != os.getpid() and not _alive(worker["pid"]):
+        worker = t.user_attrs.get("worker", {})
+        if worker.get("host") == host and not _alive(worker["pid"]):
             try:
                 study.tell(t.number, state=TrialState.FAIL)
-            except (ValueError, RuntimeError):  # another worker did it first
-                pass
+            except (ValueError, RuntimeError):  # another worker did it first: it retries
+                continue
+            _Retry()(study, t)
 
 
-def _interrupted(trials):
-    """The last attempt of the lowest trial that was interrupted (failed without an
-    ``error``, not ``surplus``) and has no attempt running or finished; None if none."""
-    from optuna.trial import TrialState
-
-    attempts: dict[int, list] = {}
-    for t in trials:
-        if not t.user_attrs.get("surplus"):
-            attempts.setdefault(_origin(t), []).append(t)
-    for origin in sorted(attempts):
-        last = max(attempts[origin], key=lambda t: t.number)
-        if all(t.state == TrialState.FAIL for t in attempts[origin]) and "error" not in last.user_attrs:
-            return last
-    return None
-
-
-def _is_surplus(study, trial, n_trials: int) -> bool:
-    """Whether ``trial`` starts once the study's ``n_trials`` are taken (counted over the
-    lower trial numbers not failed), or while another attempt of the same trial is alive."""
-    from optuna.trial import TrialState
-
-    others = [t for t in study.get_trials(deepcopy=False)
-              if t.number != trial.number and t.state != TrialState.FAIL]
-    earlier = [t for t in others if t.number < trial.number]
-    return len(earlier) >= n_trials or any(_origin(t) == _origin(trial) for t in others)
-
-
-def _sampler(seed: int, number: int, n_initial: int, fixed: dict[str, Any] | None = None):
-    """TPE seeded with (seed, trial number); with ``fixed``, those parameters are kept."""
-    import optuna
-
+def _sampler(seed: int, number: int, n_initial: int):
+    """TPE seeded with (seed, trial number)."""
     trial_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-    tpe = optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=n_initial)
-    if not fixed:
-        return tpe
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.PartialFixedSampler(fixed, tpe)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=n_initial)
 
 
 def _trial_line(t, n_finished: int, n_trials: int, best: float | None) -> str:
-    from optuna.trial import TrialState
-
-    params = ", ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in t.params.items())
+    params = ", ".join(f"{k.split('.')[-1]}={format(v, '.3g') if isinstance(v, float) else v}"
+                       for k, v in t.params.items())
     seconds = t.duration.total_seconds() if t.duration else float("nan")
     head = f"trial {t.number} ({n_finished} of {n_trials}, {t.user_attrs.get('origin', 'tpe')}"
     head += f", resumes trial {t.user_attrs['retry_of']}" if "retry_of" in t.user_attrs else ""
@@ -277,8 +245,6 @@ def trials_frame(study) -> pd.DataFrame:
     reported), ``val_mean``, ``seconds`` (this attempt), ``run_dir`` and one column per
     searched setting.
     """
-    from optuna.trial import TrialState
-
     cols = ["trial", "state", "origin", "retry_of", "score", "folds_done", "partial",
             "val_mean", "seconds", "run_dir"]
     rows = []
@@ -315,7 +281,6 @@ def save_plots(study, out_dir: str | Path) -> list[Path]:
     trials) parameter importances as PNG files in ``out_dir``; returns those written."""
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
-    from optuna.trial import TrialState
 
     plots = {"optimization_history": ovm.plot_optimization_history,
              "intermediate_values": ovm.plot_intermediate_values}
@@ -339,10 +304,36 @@ def save_plots(study, out_dir: str | Path) -> list[Path]:
     return written
 
 
-def _open_study(storage, name: str, *, setup: dict, start: dict, pruner):
-    """Create the study (setup, then trial 0 enqueued) or load it and check its setup."""
-    import optuna
 
+def _checked(data_dir, base: Profile, space: Sequence[Param], folds: Sequence[int], seeds: int, subset: str):
+    """``(space, folds, start)``: the space as a tuple, the folds sorted, and trial 0 (the
+    profile's own value of each searched setting). ValueError for what a search refuses."""
+    from .packs import load_table
+
+    space, folds = tuple(space), sorted({int(f) for f in folds})
+    if not space:
+        raise ValueError("space is empty: give at least one Param to search")
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds}: give 1 or more runs per trial")
+    all_folds = sorted(int(f) for f in load_table(data_dir, subset=subset)["fold"].unique())
+    if not set(all_folds) - set(folds):
+        raise ValueError(
+            f"folds={folds} cover every fold of {data_dir}: the search would choose on the "
+            f"folds it is later tested on; leave at least one out (e.g. folds={all_folds[:-1]})")
+    start = {}
+    for p in space:
+        section, _, field_name = p.key.partition(".")
+        get_profile(base, {p.key: p.choices[0] if p.kind == "choice" else p.low})  # names an unknown key
+        start[p.key] = getattr(getattr(base, section), field_name)
+    return space, folds, start
+
+
+def _open_study(url: str, name: str, *, setup: dict, start: dict):
+    """Create the study (setup, then trial 0 enqueued) or load it and check its setup."""
+    storage = open_storage(url)
+    below, after = setup["prune_below"], setup["prune_after"]
+    pruner = (optuna.pruners.PercentilePruner(100.0 - below, n_startup_trials=after) if below > 0
+              else optuna.pruners.NopPruner())
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                     pruner=pruner)
@@ -365,27 +356,130 @@ def _open_study(storage, name: str, *, setup: dict, start: dict, pruner):
     return study
 
 
+@dataclass
+class _Worker:
+    """This process's share of a study: it runs trials until the study has ``n_trials``
+    finished ones (its own and other workers')."""
+
+    train: Callable[..., Any]  # run_experiment, with the data, folds and profile bound
+    space: tuple[Param, ...]
+    n_trials: int
+    n_initial: int
+    folds: list[int]
+    seed: int
+    seeds: int
+    name: str
+    log: Callable[[str], None] | None
+    current: int | None = None  # the number of the trial this worker runs
+
+    def run(self, study) -> None:
+        """Run trials while some are left to start, else wait for the other workers' last."""
+        from .training import TrainingDivergedError
+
+        stop = optuna.study.MaxTrialsCallback(self.n_trials, states=_TAKEN)
+        waiting_said = False
+        while True:
+            _retry_dead_trials(study)
+            optuna.storages.fail_stale_trials(study)  # Optuna does it before a trial, not while waiting
+            trials = study.get_trials(deepcopy=False)
+            if len(_finished(trials)) >= self.n_trials:
+                return
+            if any(t.state == TrialState.WAITING for t in trials) or \
+                    sum(t.state in _TAKEN for t in trials) < self.n_trials:
+                try:
+                    study.optimize(self.objective, catch=(_Surplus, TrainingDivergedError),
+                                   callbacks=[self.report, _retry_dead_trials, stop], gc_after_trial=False)
+                except KeyboardInterrupt:
+                    self.retry_interrupted(study)
+                    raise
+                waiting_said = False
+            else:  # the last trials run in other workers; one that dies is retried here
+                if self.log and not waiting_said:
+                    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+                    self.log(f"waiting for trial(s) {running}, running in other workers")
+                waiting_said = True
+                time.sleep(POLL_S)
+
+    def retry_interrupted(self, study) -> None:
+        """After Ctrl-C (Optuna fails the trial): enqueue the retry a stale heartbeat would get."""
+        t = study.get_trials(deepcopy=False)[self.current] if self.current is not None else None
+        if t is not None and t.state == TrialState.FAIL and not {"error", "surplus"} & set(t.user_attrs):
+            _Retry()(study, t)
+
+    def objective(self, trial) -> float:
+        """Train the trial's runs; its value is the mean of their pooled accuracies."""
+        from .experiment import RUNS_DIRNAME
+
+        self.current = trial.number
+        runs = self._train(trial, self._start(trial))
+        splits = [s for run in runs for s in run.metrics["splits"]]
+        trial.set_user_attr("val_mean", float(np.mean([s["val_accuracy"] for s in splits])))
+        trial.set_user_attr("per_fold", {str(f): float(np.mean(
+            [s["test_accuracy"] for s in splits if s["test_fold"] == f])) for f in self.folds})
+        scores = [float(run.metrics["overall_accuracy"]) for run in runs]
+        if self.seeds > 1:
+            trial.set_user_attr("seed_scores", scores)
+            trial.set_user_attr("run_dirs", [str(Path(RUNS_DIRNAME) / r.run_dir.name) for r in runs])
+        return float(np.mean(scores))
+
+    def _start(self, trial) -> dict[str, Any]:
+        """Claim the trial for this worker and draw its settings (a retry keeps its own)."""
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        trials = trial.study.get_trials(deepcopy=False)  # a study's trials, by number
+        retry_of = _Retry.retried_trial_number(trials[trial.number])
+        if retry_of is not None:  # this attempt keeps the first attempt's run folder
+            trial.set_user_attr("retry_of", retry_of)
+        if sum(t.state != TrialState.FAIL for t in trials[:trial.number]) >= self.n_trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus(f"trial {trial.number}: the study had its {self.n_trials} trials")
+        trial.study.sampler = _sampler(self.seed, trial.number, self.n_initial)  # before any draw
+        params = {p.key: p.suggest(trial) for p in self.space}
+        trial.set_user_attr("n_steps", self.seeds * len(self.folds))
+        if "origin" not in trial.user_attrs:  # TPE draws at random until n_initial finished
+            trial.set_user_attr("origin", "tpe" if len(_finished(trials)) >= self.n_initial else "random")
+        return params
+
+    def _train(self, trial, params: dict[str, Any]) -> list:
+        """One run per seed, each reporting its inner folds to the pruner."""
+        from .experiment import RUNS_DIRNAME
+
+        done, runs = [], []
+
+        def report(index: int, split: dict) -> None:
+            done.append(split["test_accuracy"])  # an inner fold: validation data
+            trial.report(float(np.mean(done)), len(done) - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"mean {np.mean(done):.3f} after {len(done)} folds")
+
+        try:
+            for run_seed in range(self.seed, self.seed + self.seeds):
+                run_name = f"search-{self.name}-t{_origin(trial):03d}{f'-s{run_seed}' if self.seeds > 1 else ''}"
+                trial.set_user_attr("run_dir", str(Path(RUNS_DIRNAME) / run_name))
+                runs.append(self.train(overrides=params, seed=run_seed, run_name=run_name, on_split=report))
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # not retried: the same settings would fail again
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        return runs
+
+    def report(self, study, frozen) -> None:
+        """An Optuna callback: one line per trial this worker finished or lost to an error."""
+        if self.log and frozen.state in _FINISHED:
+            trials = study.get_trials(deepcopy=False)
+            best = max((t.value for t in trials if t.state == TrialState.COMPLETE), default=None)
+            self.log(_trial_line(frozen, len(_finished(trials)), self.n_trials, best))
+        elif self.log and "error" in frozen.user_attrs:
+            self.log(f"trial {frozen.number} failed ({frozen.user_attrs['error']}); another takes its place")
+
+
 def run_search(
-    data_dir: str | Path,
-    *,
-    profile: str = "cpu-cv",
-    space: Sequence[Param] = DEFAULT_SPACE,
-    n_trials: int = 16,
-    n_initial: int = 5,
-    folds: Sequence[int] = (1, 2, 3, 4),
-    seed: int = 0,
-    seeds: int = 1,
-    name: str | None = None,
-    artifacts_dir: str | Path = "artifacts",
-    storage: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    subset: str = "all",
-    keep_last_checkpoints: bool = False,
-    prune_below: float = 25.0,
-    prune_after: int = 4,
-    track: bool = False,
-    log: Callable[[str], None] | None = print,
-    train: Callable[..., Any] | None = None,
+    data_dir: str | Path, *, profile: str = "cpu-cv", space: Sequence[Param] = DEFAULT_SPACE,
+    n_trials: int = 16, n_initial: int = 5, folds: Sequence[int] = (1, 2, 3, 4), seed: int = 0,
+    seeds: int = 1, name: str | None = None, artifacts_dir: str | Path = "artifacts",
+    storage: str | None = None, overrides: dict[str, Any] | None = None, subset: str = "all",
+    keep_last_checkpoints: bool = False, prune_below: float = 25.0, prune_after: int = 4,
+    track: bool = False, log: Callable[[str], None] | None = print, train: Callable[..., Any] | None = None,
 ) -> pd.DataFrame:
     """Run (or join, or resume) the search's study until it has ``n_trials`` finished trials.
 
@@ -393,18 +487,15 @@ def run_search(
         data_dir: dataset root (``meta/esc50.csv`` and ``audio/``) or a feature pack.
         profile: the recipe searched around; trial 0 is the profile itself.
         space: the settings searched (override keys of ``profile``).
-        n_trials: finished (complete or pruned) trials in all, including earlier ones
-            and those of other workers.
+        n_trials: finished (complete or pruned) trials in all, earlier ones and other workers' too.
         n_initial: trials the TPE sampler draws at random (the profile's own counts).
-        folds: the search folds; at least one fold of the data must be left out, so that
-            something stays unseen by the search.
+        folds: the search folds; leave at least one fold of the data out, unseen by the search.
         seed: the training seed of every trial, and the sampler's.
-        seeds: runs per trial, with seeds ``seed .. seed + seeds - 1``; the trial's score
-            is the mean of theirs.
+        seeds: runs per trial (seeds ``seed``, ``seed + 1``, ...), scored by their mean.
         name: the study's name, and its folder under ``<artifacts>/search/`` (default:
             ``<profile>-folds<...>-seed<seed>``).
-        storage: an Optuna storage URL or a journal file path (default:
-            :func:`default_storage`); workers that share it share the study.
+        storage: an Optuna storage URL or a journal file path, shared by the workers
+            (default: :func:`default_storage`).
         overrides: fixed changes to the profile applied to every trial.
         subset: ``"all"``, ``"esc10"`` or ``"esc50"``.
         keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``.
@@ -423,128 +514,36 @@ def run_search(
         ValueError: the folds cover the whole dataset, a space key is not a setting of
             the profile, or the study holds a search with other settings.
     """
-    import optuna
-    from optuna.trial import TrialState
+    from .experiment import run_experiment
 
-    from .experiment import RUNS_DIRNAME, run_experiment
-    from .packs import load_table
-    from .training import TrainingDivergedError
-
-    train = train or run_experiment
-    space = tuple(space)
-    if not space:
-        raise ValueError("space is empty: give at least one Param to search")
-    if seeds < 1:
-        raise ValueError(f"seeds={seeds}: give 1 or more runs per trial")
-    folds = sorted({int(f) for f in folds})
-    all_folds = sorted(int(f) for f in load_table(data_dir, subset=subset)["fold"].unique())
-    if not set(all_folds) - set(folds):
-        raise ValueError(
-            f"folds={folds} cover every fold of {data_dir}: the search would choose on the "
-            f"folds it is later tested on; leave at least one out (e.g. folds={all_folds[:-1]})")
     base = get_profile(profile, overrides)
-    start = {}
-    for p in space:  # the profile's own values are trial 0
-        section, _, field_name = p.key.partition(".")
-        get_profile(base, {p.key: p.choices[0] if p.kind == "choice" else p.low})  # names an unknown key
-        start[p.key] = getattr(getattr(base, section), field_name)
+    space, folds, start = _checked(data_dir, base, space, folds, seeds, subset)
     name = name or default_name(base.name, folds, seed)
-    url = storage or default_storage(artifacts_dir)
-    setup = json.loads(json.dumps(
-        {"profile": base.to_dict(), "space": [{**asdict(p), "choices": list(p.choices)} for p in space],
-         "folds": folds, "seed": seed, "seeds": seeds, "subset": subset, "n_initial": n_initial,
-         "prune_below": prune_below, "prune_after": prune_after,
-         "data_dir": str(Path(data_dir).expanduser().resolve())}, default=str))
-    pruner = (optuna.pruners.PercentilePruner(100.0 - prune_below, n_startup_trials=prune_after)
-              if prune_below > 0 else optuna.pruners.NopPruner())
+    setup = json.loads(json.dumps(dict(  # what a rerun and every worker must share
+        profile=base.to_dict(), space=[{**asdict(p), "choices": list(p.choices)} for p in space], folds=folds,
+        seed=seed, seeds=seeds, subset=subset, n_initial=n_initial, prune_below=prune_below,
+        prune_after=prune_after, data_dir=str(Path(data_dir).expanduser().resolve())), default=str))
+    train = functools.partial(train or run_experiment, data_dir, artifacts_dir=artifacts_dir, mode="cv",
+                              profile=base, progress=False, subset=subset, folds=folds,
+                              keep_last_checkpoints=keep_last_checkpoints, track=track)
+    with _quiet_optuna():
+        study = _open_study(storage or default_storage(artifacts_dir), name, setup=setup, start=start)
+        _Worker(train, space, n_trials, n_initial, folds, seed, seeds, name, log).run(study)
+    out, table = Path(artifacts_dir) / SEARCH_DIRNAME / name, trials_frame(study)
+    atomic_write_csv(table, out / "trials.csv")
+    save_plots(study, out)
+    return table
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Optuna's info lines off (this module prints its own), and its experimental warnings
+    (the heartbeat and the retry callback are marked experimental)."""
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # this module prints its own lines
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _open_study(open_storage(url), name, setup=setup, start=start, pruner=pruner)
-        n_steps = seeds * len(folds)
-
-        def objective(trial) -> float:
-            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-            fixed = None
-            resumed = _interrupted(study.get_trials(deepcopy=False)) if trial.number else None
-            if resumed is not None:  # this trial takes over its parameters and run folder
-                fixed = resumed.params
-                trial.set_user_attr("retry_of", _origin(resumed))
-                trial.set_user_attr("origin", resumed.user_attrs.get("origin", "tpe"))
-            if _is_surplus(study, trial, n_trials):
-                trial.set_user_attr("surplus", True)
-                raise _Surplus(f"trial {trial.number}: the study had its {n_trials} trials")
-            trial.study.sampler = _sampler(seed, trial.number, n_initial, fixed)  # before any draw
-            params = {p.key: p.suggest(trial) for p in space}
-            trial.set_user_attr("n_steps", n_steps)
-            if "origin" not in trial.user_attrs:  # TPE draws at random until n_initial finished
-                started = len(_finished(study.get_trials(deepcopy=False))) >= n_initial
-                trial.set_user_attr("origin", "tpe" if started else "random")
-            done: list[float] = []
-
-            def report(index: int, split: dict) -> None:
-                done.append(split["test_accuracy"])  # an inner fold: validation data
-                trial.report(float(np.mean(done)), len(done) - 1)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"mean {np.mean(done):.3f} after {len(done)} folds")
-
-            runs = []
-            try:
-                for run_seed in range(seed, seed + seeds):
-                    run_name = f"search-{name}-t{_origin(trial):03d}" + (f"-s{run_seed}" if seeds > 1 else "")
-                    trial.set_user_attr("run_dir", str(Path(RUNS_DIRNAME) / run_name))
-                    runs.append(train(data_dir, artifacts_dir=artifacts_dir, mode="cv", profile=base,
-                                      overrides=params, seed=run_seed, run_name=run_name,
-                                      progress=False, subset=subset, folds=folds,
-                                      keep_last_checkpoints=keep_last_checkpoints, track=track,
-                                      on_split=report))
-            except optuna.TrialPruned:
-                raise
-            except Exception as exc:  # not retried: the same settings would fail again
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
-                raise
-            splits = [s for run in runs for s in run.metrics["splits"]]
-            trial.set_user_attr("val_mean", float(np.mean([s["val_accuracy"] for s in splits])))
-            trial.set_user_attr("per_fold", {str(f): float(np.mean(
-                [s["test_accuracy"] for s in splits if s["test_fold"] == f])) for f in folds})
-            scores = [float(run.metrics["overall_accuracy"]) for run in runs]
-            if seeds > 1:
-                trial.set_user_attr("seed_scores", scores)
-                trial.set_user_attr("run_dirs", [str(Path(RUNS_DIRNAME) / r.run_dir.name) for r in runs])
-            return float(np.mean(scores))
-
-        def report_trial(study, frozen) -> None:
-            if log and frozen.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                trials = study.get_trials(deepcopy=False)
-                values = [t.value for t in trials if t.state == TrialState.COMPLETE]
-                log(_trial_line(frozen, len(_finished(trials)), n_trials, max(values, default=None)))
-            elif log and "error" in frozen.user_attrs:
-                log(f"trial {frozen.number} failed ({frozen.user_attrs['error']}); another takes its place")
-
-        waiting_said = False
-        while True:
-            _fail_dead_trials(study)
-            with warnings.catch_warnings():  # SQL storages: heartbeats too old
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            if len(_finished(trials)) >= n_trials:
-                break
-            if any(t.state == TrialState.WAITING for t in trials) or \
-                    sum(t.state != TrialState.FAIL for t in trials) < n_trials:
-                study.optimize(objective, n_trials=1, catch=(_Surplus, TrainingDivergedError),
-                               callbacks=[report_trial], gc_after_trial=False)
-                waiting_said = False
-            else:  # the last trials run in other workers; one that dies is retried here
-                if log and not waiting_said:
-                    running = [t.number for t in trials if t.state == TrialState.RUNNING]
-                    log(f"waiting for trial(s) {running}, running in other workers")
-                    waiting_said = True
-                time.sleep(POLL_S)
-        table = trials_frame(study)
-        out = Path(artifacts_dir) / SEARCH_DIRNAME / name
-        atomic_write_csv(table, out / "trials.csv")
-        save_plots(study, out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
     finally:
         optuna.logging.set_verbosity(verbosity)
-    return table

@@ -231,6 +231,30 @@ def test_a_worker_waits_for_another_and_takes_over_its_trial_when_it_dies(synthe
     assert len(table) == 2
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # study.ask() stands in for a worker
+def test_a_stale_heartbeat_gets_its_trial_retried_by_optuna(synthetic_root, tmp_path, monkeypatch):
+    import time
+
+    import esc50kit.search as search
+
+    monkeypatch.setattr(search, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(search, "GRACE_S", 1)
+    train = FakeTrain(lambda t, f: 0.5 + 0.01 * t)
+    _fake_search(synthetic_root, tmp_path, train=train, n_trials=1)
+    study = optuna.load_study(study_name="f", storage=search.open_storage(default_storage(tmp_path)))
+    silent = study.ask()  # trial 1, held by a worker of another machine that stops beating
+    silent.set_user_attr("worker", {"host": "another-machine", "pid": 1})
+    lr = silent.suggest_float("training.lr", 1e-4, 1e-1, log=True)
+    study._storage.record_heartbeat(silent._trial_id)
+    time.sleep(1.5)
+    table = _fake_search(synthetic_root, tmp_path, train=train, n_trials=2)
+    trials = _study(tmp_path, "f").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].user_attrs["retry_of"] == 1 and trials[2].params["training.lr"] == lr
+    assert trials[2].user_attrs["worker"]["host"] != "another-machine"
+    assert [t for t, f in train.calls if t != 0] == [1, 1, 1, 1] and len(table) == 2  # trial 1's run folder
+
+
 @pytest.mark.slow  # two fresh interpreters: most of its time is their start-up
 def test_two_workers_share_one_study_and_never_run_a_trial_twice(synthetic_root, tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
