@@ -13,7 +13,6 @@ comparison slightly towards whole clips; a large gain from crops would still sho
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,14 +32,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from esc50kit.cache import load_or_compute
     from esc50kit.data import load_metadata
-    from esc50kit.experiment import FEATURES_DIRNAME, load_predictor
+    from esc50kit.experiment import FEATURES_DIRNAME
     from esc50kit.features import FeatureConfig
+    from esc50kit.run_folder import RunFolder
     from esc50kit.splits import FoldSplit, assign_roles
     from esc50kit.training import predict_proba
 
     scores: dict[str, list[float]] = {"whole clip": [], "crops": [], "whole + crops": []}
     for run in args.runs:
-        config = json.loads((run / "config.json").read_text())
+        config = RunFolder(run).config()
         length = config["training"]["crop_frames"]
         if not length:
             raise SystemExit(f"{run}: trained on whole clips (crop_frames is null); nothing to compare")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in config["splits"]:
             split = FoldSplit(tuple(s["train_folds"]), s["val_fold"], s["test_fold"])
             val = np.flatnonzero((assign_roles(df, split) == "val").to_numpy())
-            model, _, normalizer, _ = load_predictor(run, s["name"])
+            model, _, normalizer, _, _ = RunFolder(run).load_model(s["name"])
             Xv = normalizer.transform(X[val]).astype(np.float32)  # (n_val, n_bins, frames)
             whole = predict_proba(model, Xv)
             starts = np.linspace(0, Xv.shape[-1] - length, args.crops).round().astype(int)

@@ -15,7 +15,6 @@ optimistic figure: the epoch was picked on the same clips). Test folds are not l
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,13 +33,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from esc50kit.cache import load_or_compute
     from esc50kit.data import load_metadata
-    from esc50kit.experiment import FEATURES_DIRNAME, load_predictor
-    from esc50kit.features import FeatureConfig, Normalizer
-    from esc50kit.models import load_checkpoint_model
+    from esc50kit.experiment import FEATURES_DIRNAME
+    from esc50kit.features import FeatureConfig
+    from esc50kit.run_folder import RunFolder
     from esc50kit.splits import FoldSplit, assign_roles
     from esc50kit.training import LAST, predict_proba
 
-    configs = [json.loads((run / "config.json").read_text()) for run in args.runs]
+    configs = [RunFolder(run).config() for run in args.runs]
     splits = [[s["name"] for s in c["splits"]] for c in configs]
     for run, names in zip(args.runs[1:], splits[1:]):
         if names != splits[0]:
@@ -67,15 +66,14 @@ def main(argv: list[str] | None = None) -> int:
             if not ckpt_path.is_file():
                 raise SystemExit(f"{ckpt_path} is missing: train the run with "
                                  "--keep-last-checkpoints (a finished split deletes it otherwise)")
-            norm = Normalizer.load(run / s["name"] / "normalizer.json")
+            model, _, norm, _, ckpt = RunFolder(run).load_model(s["name"], checkpoint=LAST)
             Xv = norm.transform(X[val]).astype(np.float32)  # (n_val, n_bins, frames)
-            model, ckpt = load_checkpoint_model(ckpt_path)
             if ckpt.get("ema") is not None:  # refit scores the moving average of the weights
                 model.load_state_dict(ckpt["ema"])
             probs = predict_proba(model, Xv)
             last_probs.append(probs)
             last_acc[run.name].append(float((probs.argmax(1) == y[val]).mean()))
-            best_model, _, _, _ = load_predictor(run, s["name"])
+            best_model = RunFolder(run).load_model(s["name"]).model
             best_probs.append(predict_proba(best_model, Xv))
             print(f"{run.name} {s['name']}: last epoch {ckpt['epoch']}, validation accuracy "
                   f"{last_acc[run.name][-1]:.3f}")

@@ -228,10 +228,12 @@ def print_ensemble(results, role: str) -> float:
     import pandas as pd
 
     from esc50kit.evaluation import average_predictions, mean_std, scores, split_scores
+    from esc50kit.run_folder import RunFolder
 
     def split_tables(result):
-        return pd.concat([pd.read_csv(result.run_dir / name / "predictions.csv").assign(split=name)
-                          for name in result.split_names], ignore_index=True)
+        run = RunFolder(result.run_dir)
+        return pd.concat([run.read_split(name)[1].assign(split=name) for name in result.split_names],
+                         ignore_index=True)
 
     ens = average_predictions([split_tables(r) for r in results])
     validated = bool((ens["role"] == "val").any())  # refit runs have no validation fold

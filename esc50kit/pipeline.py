@@ -9,7 +9,6 @@ notebook that shows the error.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -118,17 +117,10 @@ def _run_one(name: str, src: Path, out: Path, params: dict, cwd: Path, timeout: 
 
 
 def run_chain(
-    *,
-    data_dir: str | Path,
-    profile: str = "quick",
-    out_dir: str | Path = "reports/latest",
-    artifacts_dir: str | Path = "artifacts",
-    parameters: dict | None = None,
-    notebooks: tuple[str, ...] = NOTEBOOKS,
-    notebook_dir: str | Path = NOTEBOOK_DIR,
-    html: bool = True,
-    cell_timeout: int | None = None,
-    log=None,
+    *, data_dir: str | Path, profile: str = "quick", out_dir: str | Path = "reports/latest",
+    artifacts_dir: str | Path = "artifacts", parameters: dict | None = None,
+    notebooks: tuple[str, ...] = NOTEBOOKS, notebook_dir: str | Path = NOTEBOOK_DIR,
+    html: bool = True, cell_timeout: int | None = None, log=None,
 ) -> ChainResult:
     """Execute the notebooks in order with papermill and render each to HTML.
 
@@ -156,52 +148,64 @@ def run_chain(
     out_dir = Path(out_dir).resolve()
     data_abs = Path(data_dir).expanduser().resolve()
     artifacts_abs = Path(artifacts_dir).expanduser().resolve()
-    common = {  # relative to the folder the notebooks run in: reports carry no machine's paths
-        "data_dir": portable_path(data_abs, notebook_dir),
-        "artifacts_dir": portable_path(artifacts_abs, notebook_dir),
-        "profile": profile,
-        # Headless: widgets show their static version and progress bars stay quiet.
-        "interactive": False,
-        "progress": False,
-    }
+    # Paths relative to the folder the notebooks run in: reports carry no machine's paths.
+    # Headless: widgets show their static version and progress bars stay quiet.
+    common = {"data_dir": portable_path(data_abs, notebook_dir), "profile": profile,
+              "artifacts_dir": portable_path(artifacts_abs, notebook_dir),
+              "interactive": False, "progress": False}
     extra = dict(parameters or {})
     sources = [notebook_dir / f"{name}.ipynb" for name in notebooks]
-    for src in sources:
-        if not src.is_file():
-            raise ValueError(f"notebook {src} not found; the chain runs {list(notebooks)}")
-    declared = {src.stem: notebook_parameters(src) for src in sources}
-    unknown = set(extra) - set().union(*[set(d) for d in declared.values()])
-    if unknown:
-        raise ValueError(
-            f"parameter(s) {sorted(unknown)} are declared by none of the notebooks; "
-            f"known: {sorted(set().union(*[set(d) for d in declared.values()]))}"
-        )
+    declared = _declared_parameters(sources, extra, notebooks=notebooks)
     _preflight(data_abs, profile, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = ChainResult(out_dir=out_dir)
     t_chain = time.perf_counter()
     for i, src in enumerate(sources, 1):
-        name = src.stem
-        params = {k: v for k, v in {**common, **extra}.items() if k in declared[name]}
-        out = out_dir / f"{name}.ipynb"
-        log(f"[{i}/{len(sources)}] {name} ...")
-        t0 = time.perf_counter()
-        try:
-            _run_one(name, src, out, params, notebook_dir, cell_timeout)
-        finally:
-            if out.is_file():
-                _relative_papermill_paths(out)
-            result.seconds[name] = round(time.perf_counter() - t0, 1)
-            if html and out.is_file():
-                result.html.append(render_html(out, out.with_suffix(".html")))
-        result.notebooks.append(out)
-        log(f"[{i}/{len(sources)}] {name} done in {result.seconds[name]:.1f} s -> {out}")
+        log(f"[{i}/{len(sources)}] {src.stem} ...")
+        params = {k: v for k, v in {**common, **extra}.items() if k in declared[src.stem]}
+        out = _run_and_render(src, out_dir, params, result, cwd=notebook_dir, html=html,
+                              cell_timeout=cell_timeout)
+        log(f"[{i}/{len(sources)}] {src.stem} done in {result.seconds[src.stem]:.1f} s -> {out}")
     result.summary = write_summary(
-        out_dir, data_dir=str(data_abs), artifacts_dir=str(artifacts_abs),
-        profile=profile, parameters=extra, seconds=result.seconds,
-        total_seconds=time.perf_counter() - t_chain,
-    )
+        out_dir, data_dir=str(data_abs), artifacts_dir=str(artifacts_abs), profile=profile,
+        parameters=extra, seconds=result.seconds, total_seconds=time.perf_counter() - t_chain)
     return result
+
+
+def _declared_parameters(sources: list[Path], extra: dict, *, notebooks: tuple[str, ...]) -> dict[str, dict]:
+    """Each notebook's declared parameters (by name).
+
+    Raises:
+        ValueError: a notebook is missing, or a parameter of ``extra`` is declared by none.
+    """
+    for src in sources:
+        if not src.is_file():
+            raise ValueError(f"notebook {src} not found; the chain runs {list(notebooks)}")
+    declared = {src.stem: notebook_parameters(src) for src in sources}
+    known = set().union(*[set(d) for d in declared.values()])
+    unknown = set(extra) - known
+    if unknown:
+        raise ValueError(f"parameter(s) {sorted(unknown)} are declared by none of the notebooks; "
+                         f"known: {sorted(known)}")
+    return declared
+
+
+def _run_and_render(src: Path, out_dir: Path, params: dict, result: ChainResult, *, cwd: Path,
+                    html: bool, cell_timeout: int | None) -> Path:
+    """Execute one notebook into ``out_dir`` and render it (also when it fails, to show
+    the error); record its seconds and files in ``result``. Returns the executed notebook."""
+    out = out_dir / f"{src.stem}.ipynb"
+    t0 = time.perf_counter()
+    try:
+        _run_one(src.stem, src, out, params, cwd, cell_timeout)
+    finally:
+        if out.is_file():
+            _relative_papermill_paths(out)
+        result.seconds[src.stem] = round(time.perf_counter() - t0, 1)
+        if html and out.is_file():
+            result.html.append(render_html(out, out.with_suffix(".html")))
+    result.notebooks.append(out)
+    return out
 
 
 def _preflight(data_dir: Path, profile: str, params: dict) -> None:
@@ -223,16 +227,8 @@ def _preflight(data_dir: Path, profile: str, params: dict) -> None:
                    cross_fold=params.get("cross_fold", "allow"), source=str(data_dir))
 
 
-def write_summary(
-    out_dir: Path,
-    *,
-    data_dir: str,
-    artifacts_dir: str,
-    profile: str,
-    parameters: dict,
-    seconds: dict[str, float],
-    total_seconds: float,
-) -> dict:
+def write_summary(out_dir: Path, *, data_dir: str, artifacts_dir: str, profile: str, parameters: dict,
+                  seconds: dict[str, float], total_seconds: float) -> dict:
     """Write ``summary.json`` and ``summary.md``: dataset, profile, accuracy (with the run's
     ``warnings`` next to it, when its score means little), times."""
     from .data import load_metadata, summarize
@@ -270,18 +266,21 @@ def write_summary(
 
 def _run_metrics(artifacts_dir: Path, run_name: str) -> dict:
     """Accuracy figures of the run the chain trained, if it left its metrics."""
-    path = artifacts_dir / "runs" / run_name / "metrics.json"
-    if not path.is_file():
+    from .experiment import score_warnings
+    from .run_folder import RunFolder
+
+    run = RunFolder.named(artifacts_dir, run_name)
+    metrics = run.metrics()
+    if metrics is None:
         return {}
-    metrics = json.loads(path.read_text())
     acc = metrics.get("accuracy", {})
+    several = acc.get("n", 0) > 1
     return {
-        "run_dir": portable_path(path.parent, Path.cwd()),
+        "run_dir": portable_path(run.path, Path.cwd()),
         "scored_role": metrics.get("scored_role"),
         "accuracy": metrics.get("overall_accuracy"),
-        "cv_mean": acc.get("mean") if acc.get("n", 0) > 1 else None,
-        "cv_std": acc.get("std") if acc.get("n", 0) > 1 else None,
+        "cv_mean": acc.get("mean") if several else None,
+        "cv_std": acc.get("std") if several else None,
         "macro_f1": metrics.get("overall_macro_f1"),
-        # why the score means little (a run allowed with allow_degenerate); [] if sound
-        "warnings": [str(w) for w in metrics.get("warnings") or []],
+        "warnings": score_warnings(metrics),  # why the score means little; [] if sound
     }

@@ -21,12 +21,9 @@ import numpy as np
 
 from .audio import AudioReadError, fix_length, load_audio, resample
 from .features import FeatureConfig, Normalizer, compute
+from .run_folder import RunFolder, RunFolderError  # noqa: F401 (RunFolderError: raised from here)
 
 MIN_TAIL_FRACTION = 0.5  # a trailing partial window shorter than this share of a clip is dropped
-
-
-class RunFolderError(RuntimeError):
-    """A run folder is missing, unfinished, or inconsistent with its checkpoints."""
 
 
 @dataclass
@@ -90,21 +87,17 @@ def window_starts(n: int, *, size: int, min_tail: float = MIN_TAIL_FRACTION) -> 
     return starts
 
 
+@dataclass
 class Classifier:
     """One or several models of a run, with the feature configuration and statistics
-    each was trained with.
+    each was trained with. Build it with :meth:`from_run` or :meth:`from_runs`."""
 
-    Build it with :meth:`from_run`.
-    """
-
-    def __init__(self, models: list, normalizers: list[Normalizer], config: FeatureConfig,
-                 class_names: list[str], *, names: list[str], device: str = "cpu"):
-        self.models = models
-        self.normalizers = normalizers
-        self.config = config
-        self.class_names = class_names
-        self.names = names
-        self.device = device
+    models: list  # torch modules in eval mode
+    normalizers: list[Normalizer]  # one per model
+    config: FeatureConfig
+    class_names: list[str]
+    names: list[str] = field(kw_only=True)  # "<split>" or "<run folder>/<split>", one per model
+    device: str = field(default="cpu", kw_only=True)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, split: str | None = None, ensemble: bool | None = None,
@@ -125,51 +118,14 @@ class Classifier:
                 what the checkpoint was trained on.
             ValueError: ``device`` is not available on this machine.
         """
-        from .models import load_checkpoint_model
-        from .training import BEST, choose_device
+        from .training import choose_device
 
         device = str(choose_device(device))  # refuses a device this machine lacks
-        run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.json"
-        if not cfg_path.is_file():
-            raise RunFolderError(
-                f"{run_dir} is not a run folder ({cfg_path.name} missing). Train one first, "
-                "e.g. `python -m esc50kit run --data DATA` (runs land in artifacts/runs/)."
-            )
-        try:
-            config = json.loads(cfg_path.read_text())
-            fconf = FeatureConfig.from_dict(config["features"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunFolderError(
-                f"{cfg_path} is unreadable ({type(exc).__name__}: {exc}): the run was "
-                "interrupted while it started, or the file was edited. Delete the folder "
-                "and train again, or pick another run folder."
-            ) from exc
-        all_splits = [s["name"] for s in config["splits"]]
-        if split is not None:
-            wanted = [s for s in all_splits if s == split or s.startswith(f"test{split}-")]
-            if not wanted:
-                raise RunFolderError(f"split {split!r} is not in {run_dir}; it has {all_splits}")
-        elif ensemble or (ensemble is None and config.get("mode") == "cv"):
-            wanted = all_splits
-        else:
-            wanted = all_splits[:1]
-        models, norms = [], []
-        for name in wanted:
-            ckpt_path = run_dir / name / BEST
-            norm_path = run_dir / name / "normalizer.json"
-            for p in (ckpt_path, norm_path):
-                if not p.is_file():
-                    raise RunFolderError(
-                        f"{p} is missing: the split {name} did not finish. Rerun the experiment "
-                        "with the same run_name to resume it, or choose another split."
-                    )
-            model, ckpt = load_checkpoint_model(ckpt_path, device=device)
-            norm = Normalizer.load(norm_path)
-            _check_consistent(run_dir / name, fconf, ckpt, norm, n_classes=len(config["class_names"]))
-            models.append(model)
-            norms.append(norm)
-        return cls(models, norms, fconf, list(config["class_names"]), names=wanted, device=device)
+        run = RunFolder(run_dir)
+        wanted = run.select_splits(split, ensemble=ensemble)
+        loaded = [run.load_model(name, device=device) for name in wanted]
+        return cls([m.model for m in loaded], [m.normalizer for m in loaded], loaded[0].features,
+                   loaded[0].class_names, names=wanted, device=device)
 
     @classmethod
     def from_runs(cls, run_dirs, *, split: str | None = None, ensemble: bool | None = None,
@@ -221,7 +177,7 @@ class Classifier:
             y: shape (samples,) or (samples, channels) (channels are averaged).
             sr: its sample rate; it is resampled to the run's rate.
         """
-        import torch
+        from .training import predict_proba
 
         y = np.asarray(y, dtype=np.float32)
         if y.ndim == 2:
@@ -231,11 +187,8 @@ class Classifier:
                              f"(samples, channels), got {y.shape}")
         y = resample(y, orig_sr=int(sr), target_sr=self.config.sr)
         X, spans = self._features(y)
-        probs = []
-        with torch.no_grad():
-            for model, norm in zip(self.models, self.normalizers):
-                x = torch.from_numpy(norm.transform(X)).float()[:, None].to(self.device)  # (windows, 1, bins, frames)
-                probs.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
+        probs = [predict_proba(model, norm.transform(X), amp="off")  # each (windows, n_classes)
+                 for model, norm in zip(self.models, self.normalizers)]
         return Prediction(source=source, seconds=len(y) / self.config.sr, windows=spans,
                           probs=np.mean(probs, axis=0), class_names=self.class_names,
                           models=self.names)
@@ -248,31 +201,6 @@ class Classifier:
         """
         y = load_audio(path, sr=self.config.sr, duration=None)
         return self.predict_waveform(y, sr=self.config.sr, source=str(path))
-
-
-def _check_consistent(split_dir: Path, fconf: FeatureConfig, ckpt: dict, norm: Normalizer,
-                      *, n_classes: int) -> None:
-    """Refuse a run whose features disagree with what its checkpoint was trained on."""
-    trained = ckpt.get("features")
-    if trained is not None and FeatureConfig.from_dict(trained) != fconf:
-        diff = {k: (v, trained.get(k)) for k, v in fconf.to_dict().items() if trained.get(k) != v}
-        raise RunFolderError(
-            f"{split_dir}: config.json's feature configuration does not match the checkpoint "
-            f"(config.json vs checkpoint: {diff}). The run folder was edited or mixed; retrain "
-            "or restore its config.json."
-        )
-    if norm.n_bins != fconf.shape[0]:
-        raise RunFolderError(
-            f"{split_dir}: normalizer.json has {norm.n_bins} frequency bins but config.json's "
-            f"features give {fconf.shape[0]}; the run folder was edited or mixed. Retrain or "
-            "restore its config.json."
-        )
-    out = ckpt.get("model_config", {}).get("n_classes")
-    if out is not None and out != n_classes:
-        raise RunFolderError(
-            f"{split_dir}: the checkpoint predicts {out} classes but config.json names "
-            f"{n_classes}; the run folder was edited or mixed."
-        )
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ checkpoint, test fold scored once), with the same model, recipe and epochs.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,22 +19,51 @@ import pandas as pd
 
 def _train_and_score(X: np.ndarray, y: np.ndarray, roles: pd.Series, *, recipe, n_classes: int,
                      seed: int, progress: bool, desc: str) -> float:
-    """Fit the normaliser and the model on 'train', choose on 'val', score 'test' once."""
-    import torch
+    """Train on 'train', choose on 'val', score 'test' once (as a run's split). Returns its accuracy."""
+    from .experiment import train_and_score
 
-    from .features import Normalizer
-    from .models import build_model
-    from .training import fit, predict_proba
-
-    r = roles.to_numpy()
-    train, val, test = (np.flatnonzero(r == k) for k in ("train", "val", "test"))
-    norm = Normalizer.fit(X[train])
-    torch.manual_seed(seed)
-    model = build_model(replace(recipe.model, n_classes=n_classes))
-    fit(model, norm.transform(X[train]), y[train], norm.transform(X[val]), y[val],
-        config=recipe.training, seed=seed, progress=progress, desc=desc)
-    probs = predict_proba(model, norm.transform(X[test]), batch_size=recipe.training.eval_batch_size)
+    train, val, test = (np.flatnonzero(roles.to_numpy() == k) for k in ("train", "val", "test"))
+    probs, _ = train_and_score(X, y, train=train, val=val, scored=test, seed=seed,
+                               model_config=replace(recipe.model, n_classes=n_classes),
+                               train_config=recipe.training, progress=progress, desc=desc)
     return float((probs.argmax(axis=1) == y[test]).mean())
+
+
+def _cache_key(df: pd.DataFrame, recipe, *, copies_per_clip: int, seed: int, cross_fold: str) -> str:
+    """The inputs of a demonstration (clips, recipe, copies, seed, policy), hashed."""
+    from .experiment import dataset_fingerprint
+
+    return hashlib.sha1(json.dumps(
+        [dataset_fingerprint(df), recipe.features.to_dict(), recipe.model.to_dict(),
+         recipe.training.to_dict(), copies_per_clip, seed, cross_fold], default=str,
+        sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _row(protocol: str, roles: pd.Series, report, accuracy: float) -> dict:
+    """One row of the comparison: the protocol, its sizes, its audit, its test accuracy."""
+    audit = "PASSED" if report.ok else "FAILED: " + ", ".join(sorted({leak.kind for leak in report.leaks}))
+    return {"protocol": protocol, "train clips": int((roles == "train").sum()),
+            "test clips": int((roles == "test").sum()), "audit": audit, "test accuracy": accuracy}
+
+
+def _leaky_row(df: pd.DataFrame, X: np.ndarray, *, recipe, artifacts_dir: Path, copies_per_clip: int,
+               seed: int, progress: bool) -> dict:
+    """The mistake: augment every clip first, then split the pool of clips and copies at random."""
+    from .augment import expand_offline
+    from .cache import load_or_compute
+    from .splits import audit, random_split_foil
+
+    copies = expand_offline(df, out_dir=artifacts_dir / "leakage_demo", seed=seed,
+                            copies_per_clip=copies_per_clip, progress=progress)
+    Xc = load_or_compute(copies, recipe.features, cache_dir=artifacts_dir / "features", progress=progress).X
+    pool = pd.concat([df, copies], ignore_index=True)
+    roles = random_split_foil(pool, test_size=0.2, val_size=0.2, seed=seed)
+    report = audit(pool, roles, raise_on_leak=False)
+    accuracy = _train_and_score(np.concatenate([X, Xc]), pool["label"].to_numpy(), roles, recipe=recipe,
+                                n_classes=int(df["label"].nunique()), seed=seed, progress=progress,
+                                desc="leaky split")
+    return _row(f"random split of clips + {copies_per_clip} augmented copy each (LEAKY)", roles,
+                report, accuracy)
 
 
 def leakage_demo(
@@ -69,62 +100,28 @@ def leakage_demo(
         (the clips, the recipe, the epochs, copies, seed and policy): rerunning with the
         same inputs reads it back instead of training both models again.
     """
-    import hashlib
-    import json
-
-    from .experiment import dataset_fingerprint
-    from .fileio import atomic_write_json
-
-    from .augment import expand_offline
     from .cache import load_or_compute
-    from .splits import assign_roles, audit, make_splits, random_split_foil
+    from .fileio import atomic_write_json
+    from .splits import assign_roles, audit, make_splits
 
     artifacts_dir = Path(artifacts_dir)
     recipe = replace(recipe, training=replace(recipe.training, epochs=epochs, patience=None))
-    key = hashlib.sha1(json.dumps(
-        [dataset_fingerprint(df), recipe.features.to_dict(), recipe.model.to_dict(),
-         recipe.training.to_dict(), copies_per_clip, seed, cross_fold], default=str,
-        sort_keys=True).encode()).hexdigest()[:16]
+    key = _cache_key(df, recipe, copies_per_clip=copies_per_clip, seed=seed, cross_fold=cross_fold)
     done = artifacts_dir / "leakage_demo" / f"result-{key}.json"
     if done.is_file():
         return pd.DataFrame(json.loads(done.read_text()))
-    cache = artifacts_dir / "features"
-    n_classes = int(df["label"].nunique())
-    X = load_or_compute(df, recipe.features, cache_dir=cache, progress=progress).X
-    y = df["label"].to_numpy()
-
+    X = load_or_compute(df, recipe.features, cache_dir=artifacts_dir / "features", progress=progress).X
     split = make_splits("final", tuple(sorted(df["fold"].unique())))[0]
-    honest_roles = assign_roles(df, split, cross_fold=cross_fold)
-    honest_audit = audit(df, honest_roles)  # raises if the official split leaked
-    honest = _train_and_score(X, y, honest_roles, recipe=recipe, n_classes=n_classes,
-                              seed=seed, progress=progress, desc="official folds")
-
-    # The mistake: augment everything first, then split the pool at random.
-    copies = expand_offline(df, out_dir=artifacts_dir / "leakage_demo", seed=seed,
-                            copies_per_clip=copies_per_clip, progress=progress)
-    Xc = load_or_compute(copies, recipe.features, cache_dir=cache, progress=progress).X
-    pool = pd.concat([df, copies], ignore_index=True)
-    leaky_roles = random_split_foil(pool, test_size=0.2, val_size=0.2, seed=seed)
-    leaky_audit = audit(pool, leaky_roles, raise_on_leak=False)
-    leaky = _train_and_score(np.concatenate([X, Xc]), pool["label"].to_numpy(), leaky_roles,
-                             recipe=recipe, n_classes=n_classes, seed=seed, progress=progress,
-                             desc="leaky split")
-
-    def audit_cell(report) -> str:
-        if report.ok:
-            return "PASSED"
-        return "FAILED: " + ", ".join(sorted({leak.kind for leak in report.leaks}))
-
+    roles = assign_roles(df, split, cross_fold=cross_fold)
+    report = audit(df, roles)  # raises if the official split leaked
+    honest = _train_and_score(X, df["label"].to_numpy(), roles, recipe=recipe,
+                              n_classes=int(df["label"].nunique()), seed=seed, progress=progress,
+                              desc="official folds")
     table = pd.DataFrame([
-        {"protocol": f"official folds (train {', '.join(map(str, split.train_folds))}, "
-                     f"validate {split.val_fold}, test {split.test_fold})",
-         "train clips": int((honest_roles == "train").sum()),
-         "test clips": int((honest_roles == "test").sum()),
-         "audit": audit_cell(honest_audit), "test accuracy": honest},
-        {"protocol": f"random split of clips + {copies_per_clip} augmented copy each (LEAKY)",
-         "train clips": int((leaky_roles == "train").sum()),
-         "test clips": int((leaky_roles == "test").sum()),
-         "audit": audit_cell(leaky_audit), "test accuracy": leaky},
+        _row(f"official folds (train {', '.join(map(str, split.train_folds))}, "
+             f"validate {split.val_fold}, test {split.test_fold})", roles, report, honest),
+        _leaky_row(df, X, recipe=recipe, artifacts_dir=artifacts_dir, copies_per_clip=copies_per_clip,
+                   seed=seed, progress=progress),
     ])
     atomic_write_json(done, table.to_dict(orient="records"))
     return table

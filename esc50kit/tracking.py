@@ -40,6 +40,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from .run_folder import RunFolder
+
 INSTALL_HINT = 'pip install -e ".[tracking]"'
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIRNAME = "mlflow-artifacts"
@@ -157,8 +159,8 @@ class RunTracker:
                 experiment_id = client.get_experiment_by_name(name).experiment_id
         else:
             experiment_id = experiment.experiment_id
-        tags = {"esc50kit.run_dir": str(Path(artifacts_dir).expanduser().resolve() / "runs"
-                                        / config["run_name"]),
+        run_dir = RunFolder.named(Path(artifacts_dir).expanduser().resolve(), config["run_name"]).path
+        tags = {"esc50kit.run_dir": str(run_dir),
                 "dataset": str(config.get("dataset")), "profile": config["profile"]["name"],
                 "mode": config["mode"]}
         run = client.create_run(experiment_id, run_name=config["run_name"], tags=tags)

@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esc50kit.experiment import load_predictor, load_run, run_experiment
+from esc50kit.experiment import load_run, run_experiment
 from esc50kit.models import ModelConfig, build_model, load_checkpoint_model
+from esc50kit.run_folder import RunFolder
 from esc50kit.splits import MODES, make_splits
 from esc50kit.training import (
     BEST,
@@ -222,6 +223,28 @@ def test_lr_finder_restores_weights_and_suggests_a_rate():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
+def test_lr_finder_takes_the_training_step_of_fit(monkeypatch):
+    """lr_find steps like fit: weights in channels-last (on the CPU too, for the ResNets),
+    clipped gradients with grad_clip, one version per clip from (N, V, bins, frames)."""
+    X, y = _toy()
+    X4 = np.stack([X, X + 0.1, X - 0.1], axis=1)  # (N, 3, bins, frames)
+    model = _model()
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    clips = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm, **kw: clips.append(max_norm)
+                        or real_clip(params, max_norm, **kw))
+    cfg = TrainConfig(batch_size=8, device="cpu", grad_clip=0.5, **NO_AUGMENT)
+    res = lr_find(model, X4, y, config=cfg, num_steps=5, start_lr=1e-5, end_lr=1e-3)
+    assert len(res.history) == 5 and clips == [0.5] * 5
+    assert shapes == [(8, 1, 16, 24)] * 5
+    np.testing.assert_allclose(res.history["lr"], np.geomspace(1e-5, 1e-3, 5))
+    convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+
+
 def test_random_crop_takes_windows_of_each_clip():
     x = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)  # (batch, bins, frames)
     out = random_crop(x, 4, torch.Generator().manual_seed(0))
@@ -326,7 +349,7 @@ def test_run_can_be_loaded_and_predicts_like_it_recorded(tiny_run, synthetic_roo
     assert loaded.split_names == [s["name"] for s in loaded.config["splits"]]
     assert set(loaded.histories) == set(loaded.split_names)
     split = loaded.split_names[0]
-    model, feature_config, normalizer, names = load_predictor(loaded.run_dir, split)
+    model, feature_config, normalizer, names, _ = RunFolder(loaded.run_dir).load_model(split)
     df = load_metadata(synthetic_root)
     fold = loaded.config["splits"][0]["test_fold"]
     rows = df[df["fold"] == fold]

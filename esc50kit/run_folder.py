@@ -1,0 +1,365 @@
+"""One run folder: its layout, and every read and write of it (:class:`RunFolder`).
+
+:func:`esc50kit.experiment.run_experiment` writes it; the notebooks, ``predict``, the
+chain and the benchmarks read it. Keep the layout stable::
+
+    <artifacts_dir>/runs/<run_name>/
+        config.json        run_name, data_dir, dataset_files (a fingerprint of the clips),
+                           subset, dataset, class_names (ordered by label), mode, profile
+                           (name + features/model/training dicts), features (FeatureConfig
+                           dict), model (ModelConfig dict with n_classes), training
+                           (TrainConfig dict), seed, folds (those used), val_offset, splits
+                           (name, train_folds, val_fold, test_fold), cross_fold, versions
+                           (python, torch, ...), created
+        metrics.json       per split accuracy and macro-F1 (validation and test), mean and
+                           std over splits, overall (pooled) accuracy and macro-F1, times,
+                           samples per second, ``warnings`` (why the score means little:
+                           empty unless allowed with ``allow_degenerate``; also per split);
+                           written last: marks the run finished
+        predictions.csv    every scored clip of every split: the columns of
+                           :mod:`esc50kit.evaluation` plus ``split``; role ``test`` (or
+                           ``val`` in validation mode, which has no test fold)
+        summary.md         the figures above as a short report
+        audit.txt          every split's audit report (sizes, checks, the official
+                           cross-fold recordings and where they sit)
+        <split name>/      e.g. ``test5-val4`` (see :class:`esc50kit.splits.FoldSplit`)
+            checkpoint_best.pt   model state, model_config, train_config, epoch, val_acc
+            checkpoint_last.pt   + optimizer, scheduler, grad scaler and RNG states, history;
+                                 only while the split trains (deleted once it is done,
+                                 unless ``keep_last_checkpoints``)
+            history.csv          epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
+            normalizer.json      per-bin mean/std fitted on this split's training rows
+            predictions.csv      validation and test clips scored by the best checkpoint
+                                 (``role`` column says which)
+            metrics.json         this split's figures (written last: marks the split done)
+
+Running again with the same ``run_name`` resumes: finished splits are read back, an
+interrupted split continues from its ``checkpoint_last.pt``. A finished split never reads
+that file again, and it is the bulk of a run folder (the optimizer state doubles the
+weights), so it is deleted once the split's ``metrics.json`` is written.
+
+This module imports no torch until a model is loaded (``python -m esc50kit`` imports it).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from .features import FeatureConfig, Normalizer
+from .fileio import atomic_write_csv, atomic_write_json, atomic_write_text
+
+RUNS_DIRNAME = "runs"
+CONFIG, METRICS, PREDICTIONS, NORMALIZER = "config.json", "metrics.json", "predictions.csv", "normalizer.json"
+# config.json keys that must agree for a run folder to be resumed
+# (the dataset by content, not by path: a moved copy of the same data resumes)
+_RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed", "splits",
+                "cross_fold")
+# what a run folder written before a key existed behaved as
+_RESUME_DEFAULTS = {"cross_fold": "allow"}
+
+
+def utc_stamp() -> str:
+    """The time now, UTC, as ``YYYYmmdd-HHMMSS`` (run names, set-aside folders)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+class RunFolderError(RuntimeError):
+    """A run folder is missing, unfinished, or inconsistent with its checkpoints."""
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """A config.json entry with the defaults of fields added since it was written filled
+    in, so a run folder of an older esc50kit (which behaved as those defaults do) resumes."""
+    from .models import ModelConfig
+    from .training import TrainConfig
+
+    sections = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig}
+    if key in sections and isinstance(value, dict):
+        try:
+            return json.loads(json.dumps(sections[key].from_dict(value).to_dict(), default=str))
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+@dataclass
+class RunResult:
+    """A run folder, loaded.
+
+    Attributes:
+        run_dir: the folder.
+        config: ``config.json``.
+        metrics: ``metrics.json``.
+        predictions: ``predictions.csv`` (scored clips of every split).
+        histories: split name -> its ``history.csv``.
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    histories: dict[str, pd.DataFrame]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    @property
+    def split_names(self) -> list[str]:
+        return [s["name"] for s in self.config["splits"]]
+
+
+class TrainedModel(NamedTuple):
+    """One split's trained model and what it needs to classify clips."""
+
+    model: Any  # torch module, eval mode
+    features: FeatureConfig
+    normalizer: Normalizer
+    class_names: list[str]
+    checkpoint: dict[str, Any]  # the checkpoint file (epoch, val_acc, ema, ...)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """``<artifacts_dir>/runs/<run_name>/`` (the layout in the module docstring)."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def named(cls, artifacts_dir: str | Path, run_name: str) -> "RunFolder":
+        return cls(Path(artifacts_dir) / RUNS_DIRNAME / run_name)
+
+    # --- run level ---------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """``config.json``.
+
+        Raises:
+            RunFolderError: there is none, or it is not valid JSON with a ``features`` section.
+        """
+        path = self.path / CONFIG
+        if not path.is_file():
+            raise RunFolderError(
+                f"{self.path} is not a run folder ({CONFIG} missing). Train one first, "
+                "e.g. `python -m esc50kit run --data DATA` (runs land in artifacts/runs/).")
+        try:
+            config = json.loads(path.read_text())
+            FeatureConfig.from_dict(config["features"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunFolderError(
+                f"{path} is unreadable ({type(exc).__name__}: {exc}): the run was "
+                "interrupted while it started, or the file was edited. Delete the folder "
+                "and train again, or pick another run folder.") from exc
+        return config
+
+    def resumable(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` (the JSON view), keeping the creation time of the run it resumes.
+
+        Raises:
+            ValueError: the folder's ``config.json`` is not valid JSON, or differs in a
+                setting that changes the run (``_RESUME_KEYS``).
+        """
+        path = self.path / CONFIG
+        if not path.is_file():
+            return config
+        try:
+            old = json.loads(path.read_text())
+        except ValueError as exc:  # empty or cut short: a run killed while it started
+            raise ValueError(f"{path} is not valid JSON ({exc}); the run cannot be resumed: "
+                             f"delete the folder {self.path}, or pick another run name "
+                             "(-p run_name NAME, --run-name NAME)") from exc
+        diff = [k for k in _RESUME_KEYS
+                if _comparable(k, old.get(k, _RESUME_DEFAULTS.get(k))) != _comparable(k, config[k])]
+        if diff:
+            raise ValueError(
+                f"{self.path} holds a run with another configuration (differs in {diff}); "
+                "pass another run_name (in the chain: -p run_name NAME), or delete the "
+                "folder to start over")
+        return {**config, "created": old.get("created", config["created"])}
+
+    def write_start(self, config: dict[str, Any], audit: str) -> None:
+        """``config.json`` and ``audit.txt``."""
+        atomic_write_json(self.path / CONFIG, config)
+        atomic_write_text(self.path / "audit.txt", audit)
+
+    def write_results(self, predictions: pd.DataFrame, metrics: dict[str, Any], summary: str) -> None:
+        """``predictions.csv``, ``summary.md``, then ``metrics.json`` (marks the run finished)."""
+        atomic_write_csv(predictions, self.path / PREDICTIONS)
+        atomic_write_text(self.path / "summary.md", summary)
+        atomic_write_json(self.path / METRICS, metrics)
+
+    def metrics(self) -> dict[str, Any] | None:
+        """``metrics.json``, or None while the run is not finished."""
+        path = self.path / METRICS
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def load(self) -> RunResult:
+        """Read a finished run.
+
+        Raises:
+            FileNotFoundError: ``config.json``, ``metrics.json`` or ``predictions.csv`` is
+                missing (the run did not finish: run it again with the same ``run_name``).
+        """
+        for name in (CONFIG, METRICS, PREDICTIONS):
+            if not (self.path / name).is_file():
+                raise FileNotFoundError(
+                    f"{self.path / name} not found: is {self.path} a finished run folder? Run "
+                    "run_experiment again with the same run_name to finish it.")
+        config = json.loads((self.path / CONFIG).read_text())
+        histories = {s["name"]: self.history(s["name"]) for s in config["splits"]}
+        return RunResult(run_dir=self.path, config=config, metrics=self.metrics(),
+                         predictions=pd.read_csv(self.path / PREDICTIONS),
+                         histories={k: v for k, v in histories.items() if v is not None})
+
+    # --- state: what a rerun of the same name will do -------------------------------------
+
+    def state(self) -> tuple[str, list[str], list[str]]:
+        """("new" | "finished" | "partial", finished split names, all split names)."""
+        if not (self.path / CONFIG).is_file():
+            return "new", [], []
+        try:
+            names = [s["name"] for s in json.loads((self.path / CONFIG).read_text()).get("splits", [])]
+        except ValueError:
+            return "partial", [], []
+        done = [n for n in names if self.split_done(n)]
+        return ("finished" if (self.path / METRICS).is_file() else "partial"), done, names
+
+    def describe(self, *, retrain_hint: str = "set retrain = True") -> str:
+        """One paragraph for notebook 03: will training happen here, and how to train afresh.
+
+        Args:
+            retrain_hint: how the reader asks for a fresh run (the notebook's parameter).
+        """
+        state, done, names = self.state()
+        if state == "new":
+            return f"Training a new run into {self.path} (progress below, one bar per split)."
+        afresh = (f"To train afresh, {retrain_hint} (the old folder is kept, renamed) or choose "
+                  "another run_name (give notebook 04 the same one).")
+        if state == "finished":
+            metrics = self.metrics()
+            acc = metrics.get("accuracy", {})
+            score = (f", {metrics.get('scored_role', 'test')} accuracy {acc['mean']:.1%}"
+                     if isinstance(acc.get("mean"), float) else "")
+            when = datetime.fromtimestamp((self.path / METRICS).stat().st_mtime, timezone.utc)
+            return (f"Reusing the finished run {self.path} (finished {when:%Y-%m-%d %H:%M} UTC"
+                    f"{score}): nothing is trained below; its results are read back. {afresh}")
+        left = [n for n in names if n not in done]
+        return (f"Resuming the interrupted run {self.path}: {len(done)} of {len(names)} split(s) "
+                f"finished; training {', '.join(left) or 'the rest'} from its last checkpoint. {afresh}")
+
+    def set_aside(self) -> Path | None:
+        """Rename the folder to ``<name>.replaced-<UTC time>`` so a run starts afresh.
+
+        Returns:
+            the new path of the old folder, or None when there was none.
+        """
+        if not self.path.exists():
+            return None
+        stamp = utc_stamp()
+        target, n = self.path.with_name(f"{self.path.name}.replaced-{stamp}"), 1
+        while target.exists():
+            target, n = self.path.with_name(f"{self.path.name}.replaced-{stamp}-{n}"), n + 1
+        self.path.rename(target)
+        return target
+
+    # --- split level ---------------------------------------------------------------------
+
+    def split_done(self, split: str) -> bool:
+        return (self.path / split / METRICS).is_file()
+
+    def read_split(self, split: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        """A finished split's (metrics, predictions)."""
+        d = self.path / split
+        return json.loads((d / METRICS).read_text()), pd.read_csv(d / PREDICTIONS)
+
+    def write_split(self, split: str, metrics: dict[str, Any], predictions: pd.DataFrame) -> None:
+        """The split's predictions, then its metrics (which mark it done)."""
+        atomic_write_csv(predictions, self.path / split / PREDICTIONS)
+        atomic_write_json(self.path / split / METRICS, metrics)
+
+    def history(self, split: str) -> pd.DataFrame | None:
+        """The split's per-epoch ``history.csv``, or None before its first epoch."""
+        from .training import HISTORY
+
+        path = self.path / split / HISTORY
+        return pd.read_csv(path) if path.is_file() else None
+
+    def drop_last_checkpoint(self, split: str) -> None:
+        from .training import LAST
+
+        (self.path / split / LAST).unlink(missing_ok=True)
+
+    def select_splits(self, split: str | None = None, *, ensemble: bool | None = None) -> list[str]:
+        """Split names: ``split`` (a name or a test fold number), every split (``ensemble``;
+        default True for a ``cv`` run), or the first.
+
+        Raises:
+            RunFolderError: ``split`` is not in the run (or see :meth:`config`).
+        """
+        config = self.config()
+        names = [s["name"] for s in config["splits"]]
+        if split is not None:
+            wanted = [s for s in names if s == split or s.startswith(f"test{split}-")]
+            if not wanted:
+                raise RunFolderError(f"split {split!r} is not in {self.path}; it has {names}")
+            return wanted
+        return names if ensemble or (ensemble is None and config.get("mode") == "cv") else names[:1]
+
+    def load_model(self, split: str | None = None, *, device: str = "cpu",
+                   checkpoint: str | None = None) -> TrainedModel:
+        """The model of one split (default: the first), ready to classify clips.
+
+        Args:
+            split: a split name.
+            device: torch device.
+            checkpoint: file name in the split folder (default ``checkpoint_best.pt``).
+
+        Raises:
+            RunFolderError: the folder, the checkpoint or the statistics are missing, or
+                config.json disagrees with what the checkpoint was trained on.
+        """
+        from .models import load_checkpoint_model
+        from .training import BEST
+
+        config = self.config()
+        split = split or config["splits"][0]["name"]
+        ckpt_path, norm_path = self.path / split / (checkpoint or BEST), self.path / split / NORMALIZER
+        for p in (ckpt_path, norm_path):
+            if not p.is_file():
+                raise RunFolderError(
+                    f"{p} is missing: the split {split} did not finish. Rerun the experiment "
+                    "with the same run_name to resume it, or choose another split.")
+        model, ckpt = load_checkpoint_model(ckpt_path, device=device)
+        features, norm = FeatureConfig.from_dict(config["features"]), Normalizer.load(norm_path)
+        _check_consistent(self.path / split, features, ckpt, norm, n_classes=len(config["class_names"]))
+        return TrainedModel(model, features, norm, list(config["class_names"]), ckpt)
+
+
+def _check_consistent(split_dir: Path, fconf: FeatureConfig, ckpt: dict, norm: Normalizer,
+                      *, n_classes: int) -> None:
+    """Refuse a run whose features disagree with what its checkpoint was trained on."""
+    trained = ckpt.get("features")
+    if trained is not None and FeatureConfig.from_dict(trained) != fconf:
+        diff = {k: (v, trained.get(k)) for k, v in fconf.to_dict().items() if trained.get(k) != v}
+        raise RunFolderError(
+            f"{split_dir}: config.json's feature configuration does not match the checkpoint "
+            f"(config.json vs checkpoint: {diff}). The run folder was edited or mixed; retrain "
+            "or restore its config.json.")
+    if norm.n_bins != fconf.shape[0]:
+        raise RunFolderError(
+            f"{split_dir}: normalizer.json has {norm.n_bins} frequency bins but config.json's "
+            f"features give {fconf.shape[0]}; the run folder was edited or mixed. Retrain or "
+            "restore its config.json.")
+    out = ckpt.get("model_config", {}).get("n_classes")
+    if out is not None and out != n_classes:
+        raise RunFolderError(
+            f"{split_dir}: the checkpoint predicts {out} classes but config.json names "
+            f"{n_classes}; the run folder was edited or mixed.")
