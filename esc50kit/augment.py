@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .audio import fix_length, load_audio
-from .fileio import atomic_path
+from .fileio import atomic_path, atomic_write_csv
 
 # ---------------------------------------------------------------- waveform transforms
 
@@ -273,6 +273,45 @@ RANDOM_TRANSFORMS: dict[str, RandomTransform] = {
 DEFAULT_TRANSFORMS = ("time_shift", "gain", "add_noise")
 
 
+def random_copies(y: np.ndarray, *, sr: int, filename: str, seed: int, copies: int,
+                  chain: Sequence[RandomTransform]) -> Iterator[tuple[np.ndarray, str]]:
+    """Augmented copies of one clip: ``chain`` applied in order with random strengths.
+
+    Copy ``k`` depends only on ``seed``, ``filename`` and ``k``, not on the other clips.
+
+    Yields:
+        (copy, what was applied), the copy of shape (samples,) for the length-keeping
+        transforms of :data:`RANDOM_TRANSFORMS`.
+    """
+    name_key = zlib.crc32(str(filename).encode())
+    for k in range(int(copies)):
+        rng = np.random.default_rng([int(seed), name_key, k])
+        z, applied = y, []
+        for fn in chain:
+            z, what = fn(z, sr=sr, rng=rng)
+            applied.append(what)
+        yield z, "; ".join(applied)
+
+
+def _check_expandable(df: pd.DataFrame, copies_per_clip: int) -> None:
+    if copies_per_clip < 1:
+        raise ValueError(f"copies_per_clip={copies_per_clip} must be >= 1")
+    missing = [c for c in ("filename", "path") if c not in df.columns]
+    if missing:
+        raise ValueError(f"df lacks column(s) {missing}; build it with esc50kit.data.load_metadata")
+    if "origin" in df.columns and (df["origin"].notna() & (df["origin"] != df["filename"])).any():
+        raise ValueError("df already holds augmented copies (rows with 'origin'); expand originals only")
+
+
+def _transform(t: str | RandomTransform) -> RandomTransform:
+    """A transform of :func:`expand_offline`: a callable, or its name in RANDOM_TRANSFORMS."""
+    if callable(t):
+        return t
+    if t not in RANDOM_TRANSFORMS:
+        raise ValueError(f"unknown transform {t!r}; choose from {sorted(RANDOM_TRANSFORMS)} or pass a callable")
+    return RANDOM_TRANSFORMS[t]
+
+
 def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
     """Write 16-bit PCM atomically; samples are clipped to [-1, 1] (libsndfile would wrap)."""
     import soundfile as sf
@@ -293,11 +332,10 @@ def expand_offline(
 ) -> pd.DataFrame:
     """Write ``copies_per_clip`` randomly augmented copies of every clip of ``df``.
 
-    Apply this to the TRAINING rows of a split only, after splitting
-    (``df[roles == "train"]``): a copy of a validation or test clip placed in training
-    leaks that recording. Every copy keeps its original's ``fold``, ``src_file``, ``take``,
-    ``target``, ``category``, ``esc10`` (and any other column), and names it in
-    ``origin``, so :func:`esc50kit.splits.audit` reports a misplaced copy.
+    Apply this to the TRAINING rows of a split only (``df[roles == "train"]``): a copy
+    of a validation or test clip in training leaks that recording. Every copy keeps its
+    original's columns (``fold``, ``src_file``, ...) and names it in ``origin``, so
+    :func:`esc50kit.splits.audit` reports a misplaced copy.
 
     Args:
         df: rows to copy, with ``filename`` and ``path`` (from
@@ -319,49 +357,24 @@ def expand_offline(
     """
     from tqdm.auto import tqdm
 
-    if copies_per_clip < 1:
-        raise ValueError(f"copies_per_clip={copies_per_clip} must be >= 1")
-    missing = [c for c in ("filename", "path") if c not in df.columns]
-    if missing:
-        raise ValueError(f"df lacks column(s) {missing}; build it with esc50kit.data.load_metadata")
-    if "origin" in df.columns and (df["origin"].notna() & (df["origin"] != df["filename"])).any():
-        raise ValueError("df already holds augmented copies (rows with 'origin'); expand originals only")
-    chain = []
-    for t in transforms:
-        if callable(t):
-            chain.append(t)
-        elif t in RANDOM_TRANSFORMS:
-            chain.append(RANDOM_TRANSFORMS[t])
-        else:
-            raise ValueError(
-                f"unknown transform {t!r}; choose from {sorted(RANDOM_TRANSFORMS)} or pass a callable"
-            )
-    out_dir = Path(out_dir)
-    audio_dir = out_dir / "audio"
+    _check_expandable(df, copies_per_clip)
+    chain = [_transform(t) for t in transforms]
+    audio_dir = Path(out_dir) / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    bar = tqdm(total=len(df) * copies_per_clip, desc="augment", unit="copy",
-               disable=not progress, leave=False)
-    try:
+    with tqdm(total=len(df) * copies_per_clip, desc="augment", unit="copy",
+              disable=not progress, leave=False) as bar:
         for row in df.to_dict("records"):
             y0 = load_audio(row["path"], sr=sr, duration=None)
-            name_key = zlib.crc32(str(row["filename"]).encode())
-            for k in range(copies_per_clip):
-                rng = np.random.default_rng([seed, name_key, k])
-                y, applied = y0, []
-                for fn in chain:
-                    y, what = fn(y, sr=sr, rng=rng)
-                    applied.append(what)
-                name = f"{Path(row['filename']).stem}.aug{k}.wav"
-                path = audio_dir / name
+            copies = random_copies(y0, sr=sr, filename=row["filename"], seed=seed,
+                                   copies=copies_per_clip, chain=chain)
+            for k, (y, applied) in enumerate(copies):
+                path = audio_dir / f"{Path(row['filename']).stem}.aug{k}.wav"
                 _write_wav(path, y, sr)
-                rows.append({**row, "filename": name, "path": str(path.resolve()),
-                             "origin": row["filename"], "augmentation": "; ".join(applied)})
+                rows.append({**row, "filename": path.name, "path": str(path.resolve()),
+                             "origin": row["filename"], "augmentation": applied})
                 bar.update(1)
-    finally:
-        bar.close()
     table = pd.DataFrame(rows, columns=[*df.columns, *[c for c in ("origin", "augmentation")
                                                        if c not in df.columns]])
-    with atomic_path(out_dir / "augmented.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    atomic_write_csv(table, Path(out_dir) / "augmented.csv")
     return table

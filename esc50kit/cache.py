@@ -5,6 +5,9 @@ the feature configuration and the versions of the libraries that computed it. It
 holds ``config.key()`` and a fingerprint of the files (names, sizes, modification times,
 a sample of their bytes) and library versions, so a changed parameter, file or library
 never reuses a stale cache. A file that fails its checksum is rebuilt with a warning.
+
+Cache files and feature packs (:mod:`esc50kit.packs`) share one on-disk layout, written
+and read by :func:`write_npz` and :func:`read_npz`: named arrays and one JSON header.
 """
 from __future__ import annotations
 
@@ -30,7 +33,9 @@ from .fileio import atomic_path
 from .variants import VariantSpec, make_copies
 
 ON_ERROR = ("raise", "skip")
-CACHE_FORMAT = 1
+# 2: the JSON header is stored like a pack's (``header``, a string); part of the file name's
+# fingerprint, so caches of format 1 are recomputed once, not read.
+CACHE_FORMAT = 2
 # Bytes hashed from the middle of each file: a cheap content sample that catches a file
 # rewritten in place with its size and modification time kept (e.g. ``rsync -t``).
 _SAMPLE_BYTES = 4096
@@ -121,6 +126,20 @@ def _checksum(X: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(X).data, digest_size=16).hexdigest()
 
 
+def write_npz(path: str | Path, header: dict[str, Any], **arrays: np.ndarray) -> None:
+    """Write ``arrays`` and a JSON ``header`` to one ``.npz`` file, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a handle: np.savez(path) appends .npz
+        np.savez(fh, header=np.array(json.dumps(header)), **arrays)
+
+
+def read_npz(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file of :func:`write_npz`: ``(header, {name: array})``. Raises what numpy,
+    zipfile or json raise for a damaged file, and ``KeyError`` for one without a header."""
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    return json.loads(str(arrays.pop("header"))), arrays
+
+
 # ---------------------------------------------------------------- extraction in workers
 
 
@@ -132,30 +151,21 @@ def default_n_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
-    """Worker processes use one thread each: the parallelism comes from the processes.
-
-    The extraction itself is single-threaded (soxr, scipy's FFT, a sparse product); this
-    only stops libraries that a notebook may have loaded before the fork from starting
-    thread pools of their own in every worker.
-    """
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    if "cv2" in sys.modules:
-        sys.modules["cv2"].setNumThreads(1)
-
-
 def _worker_loop(conn, parent_pid: int) -> None:
     """A worker process: run the tasks that arrive on ``conn`` until told to stop.
 
     SIGINT is ignored: a Ctrl-C reaches the whole process group, and the parent alone
     decides how the workers stop (it kills them). The worker exits by itself when its
-    parent is gone.
+    parent is gone. Libraries a notebook may have loaded before the fork get one thread
+    each: the parallelism comes from the processes.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # the parent blocked SIGINT while starting us
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _init_worker()
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(1)
     while True:
         while not conn.poll(1.0):
             if os.getppid() != parent_pid:
@@ -176,10 +186,13 @@ def _worker_loop(conn, parent_pid: int) -> None:
 class _Workers:
     """Worker processes with a pipe each, for :func:`extract_features`.
 
-    Not ``multiprocessing.Pool``: its ``terminate()`` takes a lock of the task queue
-    that a worker may hold while it waits to write to a full pipe, so a Ctrl-C could
-    hang until a second one. Here no lock is shared: on any exception, KeyboardInterrupt
-    included, the parent kills its workers and waits only for them to exit.
+    Measured reasons to keep them (#24): ``multiprocessing.Pool`` hung on Ctrl-C in 3 of
+    30 tries (its ``terminate()`` takes a lock of the task queue that a worker may hold
+    while it waits to write to a full pipe; these workers: 0 in 60), and
+    ``concurrent.futures.ProcessPoolExecutor`` cost 22% more CPU per clip and 20% of the
+    speed (ESC-10 x 2, 2 workers: 653 against 839 clips/s, 2.80 against 2.28 CPU-ms per
+    clip). Here no lock is shared: on any exception, KeyboardInterrupt included, the
+    parent kills its workers and waits only for them to exit.
     """
 
     def __init__(self, n: int, ctx) -> None:
@@ -191,10 +204,10 @@ class _Workers:
         try:
             for _ in range(n):
                 parent_end, child_end = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_worker_loop, args=(child_end, os.getpid()), daemon=True)
-                self.procs.append(proc)
                 self.conns.append(parent_end)
-                proc.start()
+                self.procs.append(ctx.Process(target=_worker_loop, args=(child_end, os.getpid()),
+                                              daemon=True))
+                self.procs[-1].start()
                 child_end.close()
         except BaseException:
             self.stop(kill=True)
@@ -206,45 +219,40 @@ class _Workers:
     def imap_unordered(self, tasks: Sequence) -> Iterator:
         """Results of ``_extract_chunk`` on ``tasks``, in the order they finish."""
         todo = iter(tasks)
-        busy: dict[Any, int] = {}  # connection -> worker index
-        for i, conn in enumerate(self.conns):
+        busy = {}  # connection -> its worker process, while it computes a task
+        for conn, proc in zip(self.conns, self.procs):
             task = next(todo, None)
-            if task is None:
-                break
-            conn.send(task)
-            busy[conn] = i
+            if task is not None:
+                conn.send(task)
+                busy[conn] = proc
         while busy:
-            sentinels = {self.procs[i].sentinel: i for i in busy.values()}
+            sentinels = {proc.sentinel: conn for conn, proc in busy.items()}
             for ready in mp_connection.wait([*busy, *sentinels]):
-                if ready in sentinels:
-                    conn = self.conns[sentinels[ready]]
-                    if conn in busy and not conn.poll():
-                        proc = self.procs[sentinels[ready]]
-                        raise RuntimeError(
-                            f"feature worker process {proc.pid} died (exit code {proc.exitcode}) "
-                            "while computing features; out of memory? Try fewer workers (n_jobs)."
-                        )
-                    continue
-                if ready not in busy:
-                    continue
-                ok, payload = ready.recv()
+                conn = sentinels.get(ready, ready)
+                if conn not in busy or not (conn.poll() or ready in sentinels):
+                    continue  # a worker that finished its task already
+                try:
+                    ok, payload = conn.recv()  # a died worker: its pipe is at its end
+                except EOFError:
+                    busy[conn].join(1.0)
+                    raise RuntimeError(
+                        f"feature worker process {busy[conn].pid} died (exit code "
+                        f"{busy[conn].exitcode}) while computing features; out of memory? "
+                        "Try fewer workers (n_jobs).") from None
                 if not ok:
                     raise RuntimeError(f"feature extraction failed in a worker: {payload}")
                 yield payload
                 task = next(todo, None)
                 if task is None:
-                    del busy[ready]
+                    del busy[conn]
                 else:
-                    ready.send(task)
+                    conn.send(task)
 
     def stop(self, *, kill: bool) -> None:
         """Stop the workers: ask them to finish (``kill=False``), or kill them now."""
-        for conn in self.conns:
-            if not kill:
-                try:
-                    conn.send(None)
-                except OSError:
-                    pass
+        for conn in self.conns if not kill else ():
+            with contextlib.suppress(OSError):
+                conn.send(None)
         for proc in self.procs:
             if proc.pid is None:
                 continue
@@ -257,11 +265,23 @@ class _Workers:
         for conn in self.conns:
             conn.close()
 
-    def __enter__(self) -> "_Workers":
-        return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.stop(kill=exc_type is not None)
+def _results(tasks: Sequence, n_jobs: int) -> Iterator:
+    """Results of ``_extract_chunk`` on ``tasks``, in this process (``n_jobs <= 1``) or in
+    ``n_jobs`` workers (in the order they finish); the workers stop when it closes."""
+    if n_jobs <= 1:
+        yield from map(_extract_chunk, tasks)
+        return
+    # fork: workers inherit the imported modules, so start-up costs milliseconds
+    # (spawn re-imports numpy and scipy in each worker); spawn where fork is absent.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    workers = _Workers(n_jobs, ctx)
+    try:
+        yield from workers.imap_unordered(tasks)
+    except BaseException:  # KeyboardInterrupt and GeneratorExit included: no waiting
+        workers.stop(kill=True)
+        raise
+    workers.stop(kill=False)
 
 
 def _row_shape(config: FeatureConfig, variants: VariantSpec | None) -> tuple[int, ...]:
@@ -302,14 +322,16 @@ def _extract_chunk(
     return ok, X, errors
 
 
-def _chunks(n_waves: int, n_jobs: int, per_clip: int = 1) -> Iterator[range]:
-    """Ranges of clip indices, ``per_clip`` waveforms each (copies of one clip stay together)."""
+def _tasks(paths: Sequence[str], names: Sequence[str], config: FeatureConfig,
+           variants: VariantSpec | None, n_jobs: int) -> list[tuple]:
+    """Chunks of clips for :func:`_extract_chunk` (a clip's copies stay in its chunk)."""
+    per_clip = 1 if variants is None else int(variants.copies)
     # Several chunks per worker keep both the progress bar and the load balance smooth;
     # 8-32 waveforms per chunk amortise the per-call overhead of the batched FFT.
-    size = max(1, int(np.clip(n_waves // max(1, n_jobs * 4), 8, 32)) // per_clip)
-    n = n_waves // per_clip
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
+    size = max(1, int(np.clip(len(paths) // max(1, n_jobs * 4), 8, 32)) // per_clip)
+    cfg, vdict = config.to_dict(), variants.to_dict() if variants is not None else None
+    return [(list(r), [str(paths[i]) for i in r], [names[i] for i in r], cfg, vdict)
+            for r in (range(s, min(len(paths), s + size)) for s in range(0, len(paths), size))]
 
 
 def extract_features(
@@ -348,66 +370,40 @@ def extract_features(
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
-    n = len(paths)
     n_jobs = default_n_jobs() if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs} must be >= 1 (or None for os.cpu_count())")
-    cfg = config.to_dict()
-    vdict = variants.to_dict() if variants is not None else None
     names = [Path(p).name for p in paths] if filenames is None else [str(f) for f in filenames]
-    per_clip = 1 if variants is None else int(variants.copies)
-    tasks = [([*r], [str(paths[i]) for i in r], [names[i] for i in r], cfg, vdict)
-             for r in _chunks(n * per_clip, n_jobs * per_clip, per_clip)]
-    n_jobs = min(n_jobs, len(tasks))
-    X = np.empty((n, *_row_shape(config, variants)), dtype=np.float16)
-    done = np.zeros(n, dtype=bool)
+    tasks = _tasks(paths, names, config, variants, n_jobs)
+    X = np.empty((len(paths), *_row_shape(config, variants)), dtype=np.float16)
+    done = np.zeros(len(paths), dtype=bool)
     errors: dict[int, str] = {}
     # Build the filterbank and import scipy once here, so forked workers inherit them.
     compute(np.zeros(config.n_samples, dtype=np.float32), config)
     if variants is not None:
         import librosa.effects  # noqa: F401  (imported once here; forked workers inherit it)
-    bar = tqdm(total=n, desc="features" if variants is None else f"variants x{per_clip}",
-               unit="clip", disable=not progress, leave=False)
-    with contextlib.ExitStack() as stack:
-        stack.callback(bar.close)
-        if n_jobs <= 1:
-            results: Iterator = map(_extract_chunk, tasks)
-        else:
-            # fork: workers inherit the imported modules, so start-up costs milliseconds
-            # (spawn re-imports numpy and scipy in each worker); spawn where fork is absent.
-            methods = mp.get_all_start_methods()
-            ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-            results = stack.enter_context(_Workers(n_jobs, ctx)).imap_unordered(tasks)
+    desc = "features" if variants is None else f"variants x{variants.copies}"
+    with tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress, leave=False) as bar, \
+            contextlib.closing(_results(tasks, min(n_jobs, len(tasks)))) as results:
         for ok, Xc, errs in results:
-            X[ok] = Xc
-            done[ok] = True
+            X[ok], done[ok] = Xc, True
             for i, reason in errs:
                 if on_error == "raise":
                     raise AudioReadError(paths[i], reason)
                 errors[i] = reason
             bar.update(len(ok) + len(errs))
     kept = np.flatnonzero(done)
-    if len(kept) < n:
-        X = X[kept]
-    return X, kept.tolist(), errors
+    return (X if len(kept) == len(paths) else X[kept]), kept.tolist(), errors
 
 
 # ---------------------------------------------------------------- the cache file
 
 
-def _save(path: Path, X: np.ndarray, meta: dict[str, Any]) -> None:
-    """Write ``X`` and ``meta`` to one ``.npz`` file atomically (temporary file, then rename)."""
-    meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a handle: np.savez(path) appends .npz
-        np.savez(fh, X=X, meta=meta_bytes)
-
-
 def _load(path: Path, *, config: FeatureConfig, filenames: list[str],
           variants: VariantSpec | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Read and verify a cache file. Raises ``ValueError`` (or an I/O error) if it is unusable."""
-    with np.load(path, allow_pickle=False) as npz:
-        meta = json.loads(npz["meta"].tobytes().decode())
-        X = npz["X"]
+    meta, arrays = read_npz(path)
+    X = arrays["X"]
     if meta.get("format") != CACHE_FORMAT:
         raise ValueError(f"cache format {meta.get('format')} != {CACHE_FORMAT}")
     if meta["checksum"] != _checksum(X):
@@ -428,7 +424,7 @@ def cache_path(df: pd.DataFrame, config: FeatureConfig, cache_dir: str | Path,
     """Cache file of a table and configuration: ``features-<config key>-<files hash>.npz``
     (``variants-<config key>-<variant key>-<files hash>.npz`` for augmented variants)."""
     filenames, paths = _table_files(df)
-    versions = library_versions(config)
+    versions = {**library_versions(config), "cache_format": str(CACHE_FORMAT)}
     if variants is not None:
         import librosa  # pitch shift and time stretch come from librosa
 
@@ -446,11 +442,27 @@ def _table_files(df: pd.DataFrame) -> tuple[list[str], list[str]]:
             "or esc50kit.augment.expand_offline(...)"
         )
     paths = df["path"].astype(str).tolist()
-    if "filename" in df.columns:
-        filenames = df["filename"].astype(str).tolist()
-    else:
-        filenames = [Path(p).name for p in paths]
-    return filenames, paths
+    if "filename" not in df.columns:
+        return [Path(p).name for p in paths], paths
+    return df["filename"].astype(str).tolist(), paths
+
+
+def _from_cache(path: Path, paths: list[str], filenames: list[str], config: FeatureConfig,
+                variants: VariantSpec | None, on_error: str) -> FeatureSet | None:
+    """The FeatureSet in cache file ``path``; None (with a warning if it exists) if unusable."""
+    if not path.exists():
+        return None
+    try:
+        X, meta = _load(path, config=config, filenames=filenames, variants=variants)
+    except Exception as exc:  # truncated zip, bad checksum, foreign file, ...
+        warnings.warn(f"feature cache {path} is unusable ({type(exc).__name__}: {exc}); "
+                      "recomputing it", RuntimeWarning, stacklevel=3)
+        return None
+    skipped = meta["skipped"]
+    if skipped and on_error == "raise":
+        raise AudioReadError(paths[skipped[0]["row"]], skipped[0]["reason"])
+    return FeatureSet(X=X, filenames=[filenames[i] for i in meta["kept"]], config=config,
+                      path=path, skipped=[filenames[s["row"]] for s in skipped])
 
 
 def load_or_compute(
@@ -491,41 +503,20 @@ def load_or_compute(
         raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
     filenames, paths = _table_files(df)
     path = cache_path(df, config, cache_dir, variants) if cache_dir is not None else None
-    if path is not None and path.exists():
-        try:
-            X, meta = _load(path, config=config, filenames=filenames, variants=variants)
-        except Exception as exc:  # truncated zip, bad checksum, foreign file, ...
-            warnings.warn(f"feature cache {path} is unusable ({type(exc).__name__}: {exc}); "
-                          "recomputing it", RuntimeWarning, stacklevel=2)
-        else:
-            skipped = meta["skipped"]
-            if skipped and on_error == "raise":
-                first = skipped[0]
-                raise AudioReadError(paths[first["row"]], first["reason"])
-            return FeatureSet(X=X, filenames=[filenames[i] for i in meta["kept"]],
-                              config=config, path=path,
-                              skipped=[filenames[s["row"]] for s in skipped])
+    cached = _from_cache(path, paths, filenames, config, variants, on_error) if path else None
+    if cached is not None:
+        return cached
     X, kept, errors = extract_features(paths, config, n_jobs=n_jobs, progress=progress,
-                                       on_error=on_error, variants=variants,
-                                       filenames=filenames)
+                                       on_error=on_error, variants=variants, filenames=filenames)
     skipped = [{"row": i, "file": filenames[i], "reason": r} for i, r in sorted(errors.items())]
     if skipped:
-        warnings.warn(
-            f"{len(skipped)} file(s) could not be read and were skipped: "
-            + "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:3]),
-            RuntimeWarning, stacklevel=2,
-        )
+        warnings.warn(f"{len(skipped)} file(s) could not be read and were skipped: "
+                      + "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:3]),
+                      RuntimeWarning, stacklevel=2)
     if path is not None:
-        meta = {
-            "format": CACHE_FORMAT,
-            "config": config.to_dict(),
-            "variants": variants.to_dict() if variants is not None else None,
-            "filenames": filenames,
-            "kept": kept,
-            "skipped": skipped,
-            "versions": library_versions(config),
-            "checksum": _checksum(X),
-        }
-        _save(path, X, meta)
+        write_npz(path, {"format": CACHE_FORMAT, "config": config.to_dict(),
+                         "variants": variants.to_dict() if variants is not None else None,
+                         "filenames": filenames, "kept": kept, "skipped": skipped,
+                         "versions": library_versions(config), "checksum": _checksum(X)}, X=X)
     return FeatureSet(X=X, filenames=[filenames[i] for i in kept], config=config, path=path,
                       skipped=[s["file"] for s in skipped])

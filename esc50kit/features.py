@@ -135,24 +135,23 @@ class FeatureConfig:
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
+# Slaney's mel scale: 200/3 Hz per mel below 1 kHz, logarithmic above.
+_F_SP, _LOGSTEP = 200.0 / 3, np.log(6.4) / 27.0
+_MIN_LOG_MEL = 1000.0 / _F_SP  # the mel of 1 kHz
+
+
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3  # Hz per mel in the linear part
-    min_log_mel = 1000.0 / f_sp
-    logstep = np.log(6.4) / 27.0
     with np.errstate(divide="ignore"):
-        log_part = min_log_mel + np.log(np.maximum(f, 1e-12) / 1000.0) / logstep
-    return np.where(f >= 1000.0, log_part, f / f_sp)
+        log_part = _MIN_LOG_MEL + np.log(np.maximum(f, 1e-12) / 1000.0) / _LOGSTEP
+    return np.where(f >= 1000.0, log_part, f / _F_SP)
 
 
 def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     m = np.asarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_mel = 1000.0 / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, 1000.0 * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+    return np.where(m >= _MIN_LOG_MEL, 1000.0 * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
 
 
 @functools.lru_cache(maxsize=16)
@@ -215,26 +214,6 @@ def _power_1d(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     v = spec.view(np.float32).reshape(*spec.shape, 2)  # (frames, bins, [re, im])
     np.square(v, out=v)
     return v[..., 0] + v[..., 1]
-
-
-def power_spectrogram(y: np.ndarray, *, n_fft: int = 1024, hop_length: int = 512) -> np.ndarray:
-    """Power of the centred, Hann-windowed STFT, scaled to full scale.
-
-    Args:
-        y: waveform(s), shape (..., samples), float.
-        n_fft: FFT size and window length.
-        hop_length: hop between frames.
-
-    Returns:
-        np.ndarray, shape (..., frames, 1 + n_fft // 2), float32, with
-        ``frames = 1 + samples // hop_length``; a full-scale sine peaks at about 1.0.
-    """
-    n_fft = _check_int("n_fft", n_fft)
-    hop_length = _check_int("hop_length", hop_length)
-    y = np.asarray(y, dtype=np.float32)
-    flat = y.reshape(-1, y.shape[-1])
-    out = np.stack([_power_1d(row, n_fft, hop_length) for row in flat])
-    return out.reshape(*y.shape[:-1], *out.shape[1:])
 
 
 def log_mel(

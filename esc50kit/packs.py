@@ -13,19 +13,21 @@ repository to a GPU machine that cannot see the audio::
 :func:`esc50kit.experiment.run_experiment` takes a pack wherever it takes a dataset
 folder; a profile whose features differ from the pack's is refused. Packs hold no
 waveforms, so profiles with waveform variants need the audio.
+
+A pack is laid out like a feature cache file (:func:`esc50kit.cache.write_npz`: arrays
+and a JSON header), with the table as a third array; packs written before keep loading.
 """
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .cache import library_versions, load_or_compute, read_npz, write_npz
 from .data import DatasetError, ESC50_COLUMNS, add_labels, load_metadata, select_subset, validate_table
 from .features import FeatureConfig
-from .fileio import atomic_path
 
 PACK_SUFFIX = ".npz"
 PACK_VERSION = 1
@@ -58,8 +60,6 @@ def write_pack(data_dir: str | Path, out: str | Path, *, features: FeatureConfig
     Returns:
         Path: ``out``.
     """
-    from .cache import library_versions, load_or_compute
-
     out = Path(out)
     if out.suffix != PACK_SUFFIX:
         raise ValueError(f"pack {out}: name it *{PACK_SUFFIX}")
@@ -69,8 +69,7 @@ def write_pack(data_dir: str | Path, out: str | Path, *, features: FeatureConfig
     header = {"version": PACK_VERSION, "features": features.to_dict(),
               "libraries": library_versions(features), "source": Path(data_dir).name,
               "subset": subset}
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
-        np.savez(fh, X=X.astype(np.float16), table=np.array(table), header=np.array(json.dumps(header)))
+    write_npz(out, header, X=X.astype(np.float16), table=np.array(table))
     return out
 
 
@@ -85,8 +84,7 @@ def read_pack(path: str | Path, *, subset: str = "all") -> tuple[pd.DataFrame, n
         (df, X, features): the table (official columns plus ``label``, sorted by fold
         and file name like :func:`esc50kit.data.load_metadata`), the features
         ``X`` float16 of shape (N, n_bins, frames) (log-mel, MFCC) or (N, samples)
-        (waveform), row-aligned with it, and their
-        configuration.
+        (waveform), row-aligned with it, and their configuration.
 
     Raises:
         DatasetError: the file is not a readable pack, or its parts disagree; the
@@ -94,8 +92,8 @@ def read_pack(path: str | Path, *, subset: str = "all") -> tuple[pd.DataFrame, n
     """
     path = Path(path).expanduser()
     try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
-            X, table, header = npz["X"], str(npz["table"]), json.loads(str(npz["header"]))
+        header, arrays = read_npz(path)
+        X, table = arrays["X"], str(arrays["table"])
         df = pd.read_json(io.StringIO(table), orient="records", dtype={"src_file": str, "take": str})
     except Exception as exc:  # numpy, zipfile and pandas raise many types for a damaged file
         raise DatasetError(f"{path} is not a readable feature pack ({type(exc).__name__}: {str(exc)[:200]}); "

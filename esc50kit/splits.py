@@ -68,8 +68,6 @@ class FoldSplit:
                                          if f is not None]
         if len(set(used)) != len(used):
             raise ValueError(f"folds overlap in {self}: train, val and test folds must differ")
-        if self.val_fold == self.test_fold:  # pragma: no cover - caught above, kept explicit
-            raise ValueError("the validation fold must not be the test fold")
 
     @property
     def name(self) -> str:
@@ -261,6 +259,8 @@ def content_hashes(df: pd.DataFrame, *, cache_dir: str | Path | None = None,
     """
     import json
 
+    from tqdm.auto import tqdm
+
     from .fileio import atomic_write_json
 
     cache_path = Path(cache_dir) / HASHES_FILENAME if cache_dir is not None else None
@@ -272,12 +272,7 @@ def content_hashes(df: pd.DataFrame, *, cache_dir: str | Path | None = None,
             known = {}  # an unreadable cache is only a cache: hash again
     paths = [str(Path(p).resolve()) for p in df["path"]]
     out, changed = [], False
-    rows = paths
-    if progress:
-        from tqdm.auto import tqdm
-
-        rows = tqdm(paths, desc="hashing audio", unit="file", leave=False)
-    for path in rows:
+    for path in tqdm(paths, desc="hashing audio", unit="file", leave=False, disable=not progress):
         st = Path(path).stat()
         entry = known.get(path)
         if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
@@ -439,29 +434,34 @@ def audit(
             keys["content"] = df["path"].map(audio_content_hash)
         checks.append("content")
     counts = {r: int((roles == r).sum()) for r in ROLES}
-    report = AuditReport(counts=counts, checks=checks, cross_fold=_cross_fold_recordings(df, roles))
+    report = AuditReport(counts=counts, checks=checks, cross_fold=_cross_fold_recordings(df, roles),
+                         leaks=_leaks(df, roles, keys))
+    if raise_on_leak and not report.ok:
+        raise LeakageError(report)
+    return report
+
+
+def _leaks(df: pd.DataFrame, roles: pd.Series, keys: dict[str, pd.Series]) -> list[Leak]:
+    """The leaks of :func:`audit`: for each key kind and pair of sides, the shared keys."""
     official = _official_rows(df) & roles.isin(ROLES)
-    pairs = [("train", "test"), ("val", "test"), ("train", "val")]
+    out = []
     for kind, key in keys.items():
-        for a, b in pairs:
+        for a, b in [("train", "test"), ("val", "test"), ("train", "val")]:
             shared = set(key[roles == a]) & set(key[roles == b])
             if kind == "augmented copy":
                 # A copy is only an 'augmented copy' leak when it is not the same file:
                 # plain file overlaps are already reported under 'file'.
-                copies_a = set(key[(roles == a) & (key != df["filename"])])
-                copies_b = set(key[(roles == b) & (key != df["filename"])])
-                shared = shared & (copies_a | copies_b)
+                copies = (key != df["filename"]) & roles.isin([a, b])
+                shared &= set(key[copies])
             if kind == "src_file":
                 # Allowed: a recording whose clips on these sides are all official
                 # cross-fold clips at their official folds (reported above, not a leak).
                 shared = {s for s in shared
                           if not official[(key == s) & roles.isin([a, b])].all()}
             if shared:
-                report.leaks.append(Leak(kind=kind, sides=(a, b), keys=tuple(sorted(shared)),
-                                         examples=_examples(df, key, roles, shared, (a, b))))
-    if raise_on_leak and not report.ok:
-        raise LeakageError(report)
-    return report
+                out.append(Leak(kind=kind, sides=(a, b), keys=tuple(sorted(shared)),
+                                examples=_examples(df, key, roles, shared, (a, b))))
+    return out
 
 
 def _cross_fold_recordings(df: pd.DataFrame, roles: pd.Series) -> list[CrossFoldRecording]:
@@ -566,52 +566,39 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
     """
     if not roles.index.equals(df.index):
         raise ValueError("roles must be aligned with df (same index)")
-    name, n_classes = split.name, len(class_names)
+    n_classes = len(class_names)
     category = df["category"].astype(str)
     side = {r: category[roles == r] for r in ROLES}
     where = {"train": f"training folds {_fold_list(split.train_folds)}",
              "val": f"validation fold {split.val_fold}", "test": f"test fold {split.test_fold}"}
-    scored = (["val"] if split.val_fold is not None else []) + (
-        ["test"] if split.test_fold is not None else [])
-    out = []
-
-    def problem(kind: str, text: str) -> None:
-        out.append(SplitProblem(kind=kind, split=name, message=f"{name}: {text}"))
-
-    for r in ["train"] + scored:
-        if side[r].empty:
-            problem(f"empty {r}", f"{where[r]} hold no clips" if r == "train"
-                    else f"{where[r]} holds no clips")
+    scored = [r for r, fold in (("val", split.val_fold), ("test", split.test_fold)) if fold is not None]
+    found = [(f"empty {r}", f"{where[r]} hold{'' if r == 'train' else 's'} no clips")
+             for r in ["train", *scored] if side[r].empty]
     trained_folds = set(df.loc[roles == "train", "fold"].astype(int))
     idle = [f for f in split.train_folds if f not in trained_folds]
     if idle and not side["train"].empty:
-        problem("missing train fold",
-                f"training fold(s) {_fold_list(idle)} hold no clips, so it trains on "
-                f"{len(split.train_folds) - len(idle)} of its {len(split.train_folds)} training "
-                f"folds ({_fold_list([f for f in split.train_folds if f in trained_folds])}): "
-                "not the protocol its score is compared under")
+        found.append(("missing train fold",
+                      f"training fold(s) {_fold_list(idle)} hold no clips, so it trains on "
+                      f"{len(split.train_folds) - len(idle)} of its {len(split.train_folds)} "
+                      f"training folds ({_fold_list([f for f in split.train_folds if f in trained_folds])}): "
+                      "not the protocol its score is compared under"))
     if n_classes == 1:
-        problem("one class", f"the dataset has one class ({class_names[0]!r}): every "
-                             "prediction is that class, so any model scores 100%")
-    if not side["train"].empty:
-        trained = set(side["train"])
-        absent = [c for c in class_names if c not in trained]
-        if absent:
-            scored_rows = pd.concat([side[r] for r in scored])
-            named = ", ".join(f"{c!r} ({int((scored_rows == c).sum())} scored)"
-                              for c in absent[:5]) + (" ..." if len(absent) > 5 else "")
-            problem("class not trained",
-                    f"{len(absent)} of {n_classes} class(es) without a clip in {where['train']} "
-                    f"({len(side['train'])} clips): {named}; the model never learns them, "
-                    "so every scored clip of them counts as an error")
-    for r in scored:
-        n = len(side[r])
-        if 0 < n < n_classes:
-            problem(f"few {r} clips",
-                    f"{where[r]} holds {n} clip(s) for {n_classes} classes: at least "
-                    f"{n_classes - n} class(es) never scored there, and each clip moves "
-                    f"its accuracy by {100 / n:.1f} points")
-    return out
+        found.append(("one class", f"the dataset has one class ({class_names[0]!r}): every "
+                                   "prediction is that class, so any model scores 100%"))
+    absent = [c for c in class_names if c not in set(side["train"])]
+    if absent and not side["train"].empty:
+        scored_rows = pd.concat([side[r] for r in scored])
+        named = ", ".join(f"{c!r} ({int((scored_rows == c).sum())} scored)"
+                          for c in absent[:5]) + (" ..." if len(absent) > 5 else "")
+        found.append(("class not trained",
+                      f"{len(absent)} of {n_classes} class(es) without a clip in {where['train']} "
+                      f"({len(side['train'])} clips): {named}; the model never learns them, "
+                      "so every scored clip of them counts as an error"))
+    found += [(f"few {r} clips", f"{where[r]} holds {len(side[r])} clip(s) for {n_classes} classes: "
+               f"at least {n_classes - len(side[r])} class(es) never scored there, and each clip "
+               f"moves its accuracy by {100 / len(side[r]):.1f} points")
+              for r in scored if 0 < len(side[r]) < n_classes]
+    return [SplitProblem(kind=k, split=split.name, message=f"{split.name}: {text}") for k, text in found]
 
 
 def checked_splits(

@@ -73,6 +73,17 @@ def _source_signal(kind: int, rng: np.random.Generator, *, sr: int, seconds: flo
     return y + 0.01 * rng.standard_normal(n)
 
 
+def _check_layout(n_classes: int, clips_per_class: int, takes_per_source: int) -> None:
+    if not 1 <= n_classes <= len(CLASS_NAMES):
+        raise ValueError(f"n_classes={n_classes}: choose 1-{len(CLASS_NAMES)}")
+    per_fold_group = len(OFFICIAL_FOLDS) * takes_per_source
+    if clips_per_class % per_fold_group:
+        raise ValueError(
+            f"clips_per_class={clips_per_class} must be a multiple of "
+            f"5 folds x {takes_per_source} takes = {per_fold_group}"
+        )
+
+
 def make_synthetic_dataset(
     root: str | Path,
     *,
@@ -101,14 +112,7 @@ def make_synthetic_dataset(
     Returns:
         Path: ``root``.
     """
-    if not 1 <= n_classes <= len(CLASS_NAMES):
-        raise ValueError(f"n_classes={n_classes}: choose 1-{len(CLASS_NAMES)}")
-    per_fold_group = len(OFFICIAL_FOLDS) * takes_per_source
-    if clips_per_class % per_fold_group:
-        raise ValueError(
-            f"clips_per_class={clips_per_class} must be a multiple of "
-            f"5 folds x {takes_per_source} takes = {per_fold_group}"
-        )
+    _check_layout(n_classes, clips_per_class, takes_per_source)
     root = Path(root)
     audio_dir = root / AUDIO_DIRNAME
     audio_dir.mkdir(parents=True, exist_ok=True)

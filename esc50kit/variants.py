@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .augment import RANDOM_TRANSFORMS
+from .augment import RANDOM_TRANSFORMS, random_copies
 
 
 @dataclass(frozen=True)
@@ -74,12 +73,6 @@ def make_copies(y: np.ndarray, *, sr: int, filename: str, spec: VariantSpec) -> 
     Returns:
         list of ``spec.copies`` arrays, each shape (samples,), float32.
     """
-    name_key = zlib.crc32(str(filename).encode())
-    out = []
-    for k in range(int(spec.copies)):
-        rng = np.random.default_rng([int(spec.seed), name_key, k])
-        z = y
-        for t in spec.transforms:
-            z, _ = RANDOM_TRANSFORMS[t](z, sr=sr, rng=rng)
-        out.append(np.asarray(z, dtype=np.float32))
-    return out
+    chain = [RANDOM_TRANSFORMS[t] for t in spec.transforms]
+    return [np.asarray(z, dtype=np.float32) for z, _ in random_copies(
+        y, sr=sr, filename=filename, seed=spec.seed, copies=spec.copies, chain=chain)]
