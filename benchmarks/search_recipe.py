@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     best = table[table["state"] == "complete"].iloc[0]
     flags = " ".join(f"--set {p.key}={_flag_value(best[p.key])}" for p in DEFAULT_SPACE)
     own = table.loc[table["trial"] == 0, "score"]
-    print(f"best: trial {best['trial']} ({best['origin']}), score {best['score']:.3f} "
+    print(f"best: trial {best['trial']} ({best['proposed_by']}), score {best['score']:.3f} "
           f"(the profile itself: {f'{own.iloc[0]:.3f}' if len(own) else 'failed'})")
     fixed = "".join(f" --set {item}" for item in args.set)  # the search's own fixed overrides
     print(f"confirm with another seed: python benchmarks/train_cv.py --data {args.data} "

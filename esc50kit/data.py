@@ -5,7 +5,7 @@ A dataset root is laid out as the official ESC-50 download is::
     root/meta/esc50.csv   filename,fold,target,category,esc10,src_file,take
     root/audio/*.wav      one 5-second clip per row
 
-Subsets laid out the same way (ESC-10, a synthetic tree) load with the same code.
+Subsets laid out the same way (ESC-10, the tests' synthetic tree) load with the same code.
 """
 from __future__ import annotations
 
@@ -55,19 +55,9 @@ class DatasetError(ValueError):
     """The dataset tree or its metadata table is not a valid ESC-50-style dataset."""
 
 
-def _parse_filename(name: str) -> tuple[int, str, str, int]:
-    """Split ``{fold}-{src_file}-{take}-{target}.wav`` into its four fields."""
-    fold, src, take, target = Path(name).stem.split("-")  # ValueError unless four fields
-    return int(fold), src, take, int(target)
-
-
 def _integer_column(df: pd.DataFrame, col: str, csv_path: Path) -> pd.Series:
-    """``df[col]`` as int64; integral floats such as ``3.0`` (a spreadsheet's) pass.
-
-    Raises:
-        DatasetError: naming the rows (line in the file, filename, value) that are empty,
-            not numbers, or not whole numbers.
-    """
+    """``df[col]`` as int64; integral floats such as ``3.0`` (a spreadsheet's) pass. Raises
+    DatasetError naming the rows (line, filename, value) that do not hold a whole number."""
     if pd.api.types.is_integer_dtype(df[col]):
         return df[col].astype("int64")
     values = pd.to_numeric(df[col], errors="coerce")
@@ -75,10 +65,9 @@ def _integer_column(df: pd.DataFrame, col: str, csv_path: Path) -> pd.Series:
     if bad.any():
         rows = [f"row {i + 1} ({df['filename'].iloc[i]}: {df[col].iloc[i]})"
                 for i in np.flatnonzero(bad.to_numpy())[:3]]
-        raise DatasetError(
-            f"{csv_path}: column {col!r} must hold whole numbers; {int(bad.sum())} row(s) do "
-            f"not: {'; '.join(rows)}. Fix those rows of the table."
-        )
+        raise DatasetError(f"{csv_path}: column {col!r} must hold whole numbers; "
+                           f"{int(bad.sum())} row(s) do not: {'; '.join(rows)}. "
+                           "Fix those rows of the table.")
     return values.astype("int64")
 
 
@@ -92,28 +81,23 @@ def read_table(root: str | Path) -> pd.DataFrame:
         DatasetError: the file is missing, unreadable, lists no rows, lacks an official
             column, or holds a fold or target that is not a whole number (rows named).
     """
-    root = Path(root)
-    csv_path = root / META_RELPATH
+    csv_path = Path(root) / META_RELPATH
     if not csv_path.is_file():
         raise DatasetError(
             f"{csv_path} not found: a dataset root must hold meta/esc50.csv and audio/. "
-            "Run `python download_data.py` or pass the folder that contains meta/ and audio/."
-        )
+            "Run `python download_data.py` or pass the folder that contains meta/ and audio/.")
     try:
         df = pd.read_csv(csv_path, dtype={"src_file": str, "take": str})
     except Exception as exc:  # pandas raises several types for broken CSVs
         raise DatasetError(f"{csv_path} could not be read as CSV: {exc}") from exc
     missing = [c for c in ESC50_COLUMNS if c not in df.columns]
     if missing:
-        raise DatasetError(
-            f"{csv_path} lacks the official column(s) {missing}; "
-            f"expected {list(ESC50_COLUMNS)}. Is this an ESC-50 metadata file?"
-        )
+        raise DatasetError(f"{csv_path} lacks the official column(s) {missing}; "
+                           f"expected {list(ESC50_COLUMNS)}. Is this an ESC-50 metadata file?")
     if df.empty:
-        raise DatasetError(
-            f"{csv_path} holds a header but no rows: it lists no clips. Restore the complete "
-            "table (or run `python download_data.py --force` for the official dataset)."
-        )
+        raise DatasetError(f"{csv_path} holds a header but no rows: it lists no clips. Restore "
+                           "the complete table (or run `python download_data.py --force` for "
+                           "the official dataset).")
     for col in ("fold", "target"):
         df[col] = _integer_column(df, col, csv_path)
     if df["esc10"].dtype != bool:
@@ -134,50 +118,40 @@ def validate_table(df: pd.DataFrame, *, source: str = "metadata") -> None:
     """
     bad_folds = df.loc[~df["fold"].isin(OFFICIAL_FOLDS)]
     if len(bad_folds):
-        raise DatasetError(
-            f"{source}: unknown fold(s) {sorted(bad_folds['fold'].unique().tolist())} in "
-            f"{bad_folds['filename'].head(3).tolist()}; ESC-50 folds are 1-5."
-        )
+        folds = sorted(bad_folds["fold"].unique().tolist())
+        raise DatasetError(f"{source}: unknown fold(s) {folds} in "
+                           f"{bad_folds['filename'].head(3).tolist()}; ESC-50 folds are 1-5.")
     dups = df.loc[df["filename"].duplicated(keep=False), "filename"]
     if len(dups):
-        raise DatasetError(
-            f"{source}: duplicate file(s) {sorted(dups.unique().tolist())[:5]}; "
-            "each clip must be listed once."
-        )
+        raise DatasetError(f"{source}: duplicate file(s) {sorted(dups.unique().tolist())[:5]}; "
+                           "each clip must be listed once.")
     mismatched = []
     for row in df.itertuples(index=False):
-        try:
-            fold, src, take, target = _parse_filename(row.filename)
+        try:  # {fold}-{src_file}-{take}-{target}.wav; ValueError unless four fields
+            fold, src, take, target = Path(row.filename).stem.split("-")
+            fold, target = int(fold), int(target)
         except ValueError:
             mismatched.append(f"{row.filename} (not named fold-src_file-take-target.wav)")
             continue
         if (fold, src, take, target) != (row.fold, str(row.src_file), str(row.take), row.target):
-            mismatched.append(
-                f"{row.filename} (row says fold={row.fold}, src_file={row.src_file}, "
-                f"take={row.take}, target={row.target})"
-            )
+            mismatched.append(f"{row.filename} (row says fold={row.fold}, src_file={row.src_file}, "
+                              f"take={row.take}, target={row.target})")
     if mismatched:
-        raise DatasetError(
-            f"{source}: labels disagree with file names for {len(mismatched)} row(s): "
-            + "; ".join(mismatched[:3])
-            + ". Fix the table or the file names; they must agree."
-        )
+        raise DatasetError(f"{source}: labels disagree with file names for {len(mismatched)} "
+                           f"row(s): {'; '.join(mismatched[:3])}. Fix the table or the file "
+                           "names; they must agree.")
     names = df.groupby("target")["category"].nunique()
     if (names > 1).any():
         t = int(names[names > 1].index[0])
-        raise DatasetError(
-            f"{source}: target {t} has several category names "
-            f"{sorted(df.loc[df['target'] == t, 'category'].unique().tolist())}"
-        )
+        raise DatasetError(f"{source}: target {t} has several category names "
+                           f"{sorted(df.loc[df['target'] == t, 'category'].unique().tolist())}")
 
 
-def load_metadata(
-    root: str | Path, *, subset: str = "all", check_audio: bool = True
-) -> pd.DataFrame:
+def load_metadata(root: str | Path, *, subset: str = "all",
+                  check_audio: bool = True) -> pd.DataFrame:
     """Load, validate and optionally subset the metadata of a dataset root.
 
     Args:
-        root: folder holding ``meta/esc50.csv`` and ``audio/``.
         subset: ``"all"`` (every row), ``"esc10"`` (rows flagged esc10) or ``"esc50"``
             (every row, but the table must be the complete ESC-50).
         check_audio: raise if a listed WAV file is missing.
@@ -187,21 +161,19 @@ def load_metadata(
         path of the WAV) and ``label`` (0..K-1, the rank of ``target`` in this table).
 
     Raises:
-        DatasetError: for missing columns, unknown folds, duplicate files, labels that
-            disagree with file names, missing audio, or an unknown subset.
+        DatasetError: what :func:`read_table` and :func:`validate_table` refuse, missing
+            audio, or an unknown subset.
     """
     root = Path(root).expanduser().resolve()
     df = read_table(root)
     validate_table(df, source=str(root / META_RELPATH))
     df = select_subset(df, subset, source=str(root))
     df["path"] = [str(root / AUDIO_DIRNAME / f) for f in df["filename"]]
-    if check_audio:
-        missing = [p for p in df["path"] if not Path(p).is_file()]
-        if missing:
-            raise DatasetError(
-                f"{root}: {len(missing)} listed audio file(s) are missing, e.g. {missing[:3]}. "
-                "Re-run `python download_data.py --force` to fetch the dataset again."
-            )
+    missing = [p for p in df["path"] if not Path(p).is_file()] if check_audio else []
+    if missing:
+        raise DatasetError(f"{root}: {len(missing)} listed audio file(s) are missing, e.g. "
+                           f"{missing[:3]}. Re-run `python download_data.py --force` to fetch "
+                           "the dataset again.")
     return add_labels(df)
 
 
@@ -209,8 +181,7 @@ def select_subset(df: pd.DataFrame, subset: str, *, source: str) -> pd.DataFrame
     """The rows of ``subset`` (see :func:`load_metadata`), sorted by fold and file name.
 
     Raises:
-        DatasetError: an unknown subset, no ESC-10 row, or ``esc50`` on a partial table;
-            the message names ``source``.
+        DatasetError: an unknown subset, no ESC-10 row, or ``esc50`` on a partial table.
     """
     if subset not in SUBSETS:
         raise DatasetError(f"unknown subset {subset!r}; choose one of {SUBSETS}")
@@ -219,17 +190,14 @@ def select_subset(df: pd.DataFrame, subset: str, *, source: str) -> pd.DataFrame
         if df.empty:
             raise DatasetError(f"{source}: no row is flagged esc10=True")
     elif subset == "esc50" and df["target"].nunique() != ESC50_N_CLASSES:
-        raise DatasetError(
-            f"{source}: subset='esc50' asks for the full dataset, but the table has "
-            f"{df['target'].nunique()} classes; use subset='all' for a subset tree."
-        )
+        raise DatasetError(f"{source}: subset='esc50' asks for the full dataset, but the table has "
+                           f"{df['target'].nunique()} classes; use subset='all' for a subset tree.")
     return df.sort_values(["fold", "filename"]).reset_index(drop=True)
 
 
 def add_labels(df: pd.DataFrame) -> pd.DataFrame:
     """Add ``label``: the rank of ``target`` among the table's targets (0..K-1)."""
-    targets = np.sort(df["target"].unique())
-    df["label"] = np.searchsorted(targets, df["target"].to_numpy())
+    df["label"] = pd.factorize(df["target"], sort=True)[0]
     return df
 
 
@@ -250,11 +218,10 @@ class DatasetSummary:
     kind: str
 
     def __str__(self) -> str:
-        return (
-            f"{self.kind}: {self.n_clips} clips, {self.n_classes} classes, {self.n_folds} folds "
-            f"({min(self.clips_per_class.values())}-{max(self.clips_per_class.values())} clips "
-            f"per class, {min(self.clips_per_fold.values())}-{max(self.clips_per_fold.values())} per fold)"
-        )
+        per_class, per_fold = self.clips_per_class.values(), self.clips_per_fold.values()
+        return (f"{self.kind}: {self.n_clips} clips, {self.n_classes} classes, {self.n_folds} "
+                f"folds ({min(per_class)}-{max(per_class)} clips per class, "
+                f"{min(per_fold)}-{max(per_fold)} per fold)")
 
 
 def summarize(df: pd.DataFrame) -> DatasetSummary:
@@ -269,14 +236,9 @@ def summarize(df: pd.DataFrame) -> DatasetSummary:
     n_classes = len(per_class)
     balanced = (set(per_class.values()) == {CLIPS_PER_CLASS} and len(set(per_fold.values())) == 1
                 and len(per_fold) == len(OFFICIAL_FOLDS))
-    if not balanced:
-        kind = "custom"
-    elif n_classes == ESC50_N_CLASSES:
-        kind = "ESC-50"
-    elif n_classes == ESC10_N_CLASSES and bool(df["esc10"].all()):
-        kind = "ESC-10"
-    else:
-        kind = "ESC-50 subset"
+    kind = ("custom" if not balanced else "ESC-50" if n_classes == ESC50_N_CLASSES
+            else "ESC-10" if n_classes == ESC10_N_CLASSES and bool(df["esc10"].all())
+            else "ESC-50 subset")
     return DatasetSummary(n_clips=len(df), n_classes=n_classes, n_folds=len(per_fold),
                           clips_per_class={str(k): int(v) for k, v in per_class.items()},
                           clips_per_fold=per_fold, kind=kind)

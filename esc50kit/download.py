@@ -4,30 +4,24 @@
 there, fetch only what is missing, check again, raise with the reason. It leaves
 ``dest/<root>/``: ``ESC-50-master`` from the network; from ``--source``, a zip extracted or
 a folder copied (so a read-only source works), named after the folder that holds
-``meta/esc50.csv`` (``ESC-10`` for ../shared/data/ESC-10). ``dest/<root>/.verified.json``
-is written last, after a full verification of the extracted tree (not of the zip bytes,
-which GitHub rebuilds on the fly):
+``meta/esc50.csv`` (``ESC-10`` for ../shared/data/ESC-10). ``.verified.json`` is written
+last, after a full check of the extracted tree (not of the zip, which GitHub rebuilds):
 
 1. the table has the official columns and passes :func:`esc50kit.data.validate_table`;
 2. a table that holds ESC-50 classes (an official category, 50 classes or 2000 rows) is
-   laid out like ESC-50 (40 clips per class, folds 1-5 of equal size, official targets):
-   ESC-50, ESC-10 and other subsets pass, a truncated copy fails. Other classes (the tree
-   of :mod:`esc50kit.synthetic`) are kind ``"custom"``; the kind is always reported;
+   laid out like ESC-50 (40 clips per class, equal folds 1-5, official targets): ESC-10
+   and other subsets pass, a truncated copy fails; other classes are kind ``"custom"``;
 3. every listed WAV is readable, 44.1 kHz, mono, 220,500 frames (headers only, read in
    threads: 2000 files in about a second), and a float WAV's samples are finite and
    within ``esc50kit.audio.MAX_ABS_SAMPLE``.
 
 Messages name files as the user knows them (in the ``--source`` folder, or
-``<zip>:<member>``, never the staging folder) and say what to do: fix a local source,
-fetch the network archive again. A later run checks a verified tree cheaply (the table's
-SHA-256, each WAV's size) and stops on a damaged one rather than fetch over it.
-
-Nothing half-done counts. Downloads go to ``<archive>.part`` and resume with a Range
-request guarded by ``If-Range`` (the first response's strong ETag, else Last-Modified,
-kept in ``<archive>.part.json``): a file changed on the server is fetched whole, never
-spliced. Trees are built in a hidden staging folder of ``dest`` (``.esc50kit-tmp-*``,
-removed by the next run if one was killed, so two runs must not share a ``dest``),
-verified, marked, then renamed into place.
+``<zip>:<member>``, never the staging folder) and say what to do. A later run checks a
+verified tree cheaply (the table's SHA-256, each WAV's size). Nothing half-done counts:
+downloads go to ``<archive>.part`` and resume with ``Range`` guarded by ``If-Range`` (the
+validator is kept in ``<archive>.part.json``), so a file changed on the server is fetched
+whole, never spliced; trees are built in a hidden staging folder of ``dest``
+(``.esc50kit-tmp-*``, so two runs must not share a ``dest``), then renamed into place.
 """
 from __future__ import annotations
 
@@ -65,15 +59,12 @@ from .data import (
     read_table, summarize, validate_table,
 )
 
-# Transfer settings.
 DEFAULT_RETRIES = 5  # consecutive attempts that bring no new byte before giving up
 DEFAULT_TIMEOUT = 30.0  # seconds a socket may stay silent
 CHUNK_SIZE = 1 << 20
 BACKOFF_SECONDS = 2.0  # waits 2, 4, 8, ... s between attempts that made no progress
 RETRY_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 USER_AGENT = f"esc50kit/{__version__} (python-urllib)"
-
-# Local layout and checks.
 MARKER_FORMAT = 1
 TMP_PREFIX = ".esc50kit-tmp-"  # staging folders; hidden, never taken for a dataset
 MAX_ROOT_DEPTH = 2  # how deep find_dataset_root looks below the folder it is given
@@ -82,6 +73,7 @@ N_LISTED = 5  # how many offending files an error message names
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # WAV sample formats that can hold NaN, inf, or >> 1
 
 logger = logging.getLogger(__name__)
+
 
 class DownloadError(RuntimeError):
     """Fetching, extracting or verifying the dataset failed; the message says what to do."""
@@ -100,14 +92,10 @@ _REFETCH_HINT = "Fetch the dataset again with `python download_data.py --force`.
 
 @dataclass(frozen=True)
 class SourceTree:
-    """A tree under verification as messages name it: by the user's source, not the staging
-    folder, with the advice that fits (fix a local source, fetch the archive again).
-
-    Attributes:
-        root: the tree as verified (e.g. ``dest/.esc50kit-tmp-xxxx/ESC-50-master``).
-        shown: what messages call ``root``: the source folder, or ``<zip>:<top folder>``.
-        advice: the sentence that ends each message: what to do.
-    """
+    """A tree under verification as messages name it: ``root`` (e.g.
+    ``dest/.esc50kit-tmp-xxxx/ESC-50-master``) is ``shown`` as the user's source folder or
+    ``<zip>:<top folder>``, and ``advice`` (fix a local source, fetch the archive again)
+    ends each message."""
 
     root: Path
     shown: str
@@ -149,9 +137,6 @@ def _bytes_bar(total: int | None, desc: str, *, progress: bool, **kwargs) -> tqd
                 disable=not progress, leave=False, **kwargs)
 
 
-# --------------------------------------------------------------------------- download
-
-
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
@@ -171,7 +156,6 @@ def _validator_path(part: Path) -> Path:
 
 
 def _discard(part: Path) -> None:
-    """Delete a partial download and the record of what it holds."""
     part.unlink(missing_ok=True)
     _validator_path(part).unlink(missing_ok=True)
 
@@ -231,11 +215,9 @@ def _accept(response, url: str, part: Path, offset: int,
 
 
 def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progress: bool) -> bool:
-    """One HTTP request that appends to ``part``. Returns True when ``part`` is complete.
-
-    Returns False when the transfer stopped early or ``part`` was discarded (the caller
-    retries). Raises urllib/http.client/OS errors for the caller to classify.
-    """
+    """One HTTP request that appends to ``part``: True when ``part`` is complete, False
+    when the transfer stopped early or ``part`` was discarded (the caller retries).
+    urllib, http.client and OS errors are left to the caller to classify."""
     saved = _saved_validator(part, url) if part.exists() else None
     offset = _size(part)
     headers = {"User-Agent": USER_AGENT}
@@ -271,30 +253,23 @@ def _fetch_once(url: str, part: Path, *, timeout: float, chunk_size: int, progre
 
 
 def _attempt(url: str, part: Path, **fetch) -> str | None:
-    """One fetch: None when ``part`` is complete, else why not (worth a retry).
-
-    Raises:
-        DownloadError: what retrying cannot fix (an HTTP error such as 404, no DNS).
-    """
+    """One fetch: None when ``part`` is complete, else why not (worth a retry). Raises
+    DownloadError for what retrying cannot fix (an HTTP error such as 404, no DNS)."""
     try:
-        if _fetch_once(url, part, **fetch):
-            return None
-        return "the connection closed before the end of the file"
+        return None if _fetch_once(url, part, **fetch) else (
+            "the connection closed before the end of the file")
     except urllib.error.HTTPError as exc:
         if exc.code in RETRY_HTTP_CODES:
             return f"HTTP {exc.code} ({exc.reason})"
         if _size(part) == 0:
             _discard(part)
-        raise DownloadError(
-            f"{url} answered HTTP {exc.code} ({exc.reason}). Check the URL (the "
-            f"official archive is {URL}). {_OFFLINE_HINT}"
-        ) from exc
+        raise DownloadError(f"{url} answered HTTP {exc.code} ({exc.reason}). Check the URL (the "
+                            f"official archive is {URL}). {_OFFLINE_HINT}") from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, socket.gaierror):  # no DNS: offline, waiting will not help
             raise DownloadError(
                 f"could not download {url}: cannot resolve its host ({exc.reason}); "
-                f"this machine seems to be offline. {_OFFLINE_HINT}"
-            ) from exc
+                f"this machine seems to be offline. {_OFFLINE_HINT}") from exc
         return str(exc.reason)
     except (http.client.HTTPException, OSError) as exc:  # cut connections, timeouts
         return str(getattr(exc, "reason", None) or exc or type(exc).__name__)
@@ -305,18 +280,14 @@ def download_file(url: str, dest: str | Path, *, retries: int = DEFAULT_RETRIES,
                   backoff: float = BACKOFF_SECONDS, progress: bool = True) -> Path:
     """Download ``url`` (http(s) or file) to ``dest``, resuming after interruptions.
 
-    Bytes go to ``<dest>.part``, continued with ``Range`` and ``If-Range`` (module
-    docstring); a 200 answer (Range ignored, or the file changed) restarts it, a 416 means
-    it is complete (sizes agree) or stale (discarded). The finished file is renamed to
-    ``dest``, which is never half-written; its folder is created.
+    Bytes go to ``<dest>.part``, continued with ``Range`` and ``If-Range``; a 200 answer
+    (Range ignored, or the file changed) restarts it, a 416 means it is complete (sizes
+    agree) or stale (discarded). The finished file is renamed to ``dest``.
 
     Args:
-        retries: consecutive attempts that bring no new byte before giving up (an attempt
-            that makes progress resets the count).
+        retries: consecutive attempts that bring no new byte before giving up.
         timeout: seconds a connection may stay silent before the attempt fails.
-        chunk_size: bytes read per call.
         backoff: seconds before the first retry, doubling after each failed attempt.
-        progress: show a tqdm progress bar.
 
     Raises:
         DownloadError: an HTTP error that retrying cannot fix (such as 404), or no
@@ -333,11 +304,10 @@ def download_file(url: str, dest: str | Path, *, retries: int = DEFAULT_RETRIES,
         if failures > retries:
             if size == 0:
                 _discard(part)
-            kept = f" The {size:,} bytes received are kept in {part}; run again to resume." if size else ""
-            raise DownloadError(
-                f"could not download {url}: {reason} ({failures} attempts without "
-                f"progress).{kept} Check the network connection. {_OFFLINE_HINT}"
-            )
+            kept = (f" The {size:,} bytes received are kept in {part}; run again to resume."
+                    if size else "")
+            raise DownloadError(f"could not download {url}: {reason} ({failures} attempts without "
+                                f"progress).{kept} Check the network connection. {_OFFLINE_HINT}")
         delay = backoff * 2 ** max(failures - 1, 0)
         logger.warning("download interrupted (%s) at %s bytes; retrying in %.0f s",
                        reason, f"{size:,}", delay)
@@ -347,21 +317,16 @@ def download_file(url: str, dest: str | Path, *, retries: int = DEFAULT_RETRIES,
     return dest
 
 
-# --------------------------------------------------------------------------- extract
-
-
 def _corrupt(zip_path: Path, exc: BaseException) -> CorruptArchiveError:
     return CorruptArchiveError(
         f"{zip_path} is not a valid zip archive: it is truncated or corrupt ({exc}). "
-        "Download it again (for the official archive: `python download_data.py --force`)."
-    )
+        "Download it again (for the official archive: `python download_data.py --force`).")
 
 
 def extract_archive(zip_path: str | Path, dest_dir: str | Path, *, progress: bool = True) -> Path:
-    """Extract ``zip_path`` into the new folder ``dest_dir`` (it must not exist), which
-    appears only once extraction is complete: members go to a hidden sibling, renamed at
-    the end, removed on any failure. Returns ``dest_dir``, which holds the archive's
-    members (``dest_dir/ESC-50-master/meta/esc50.csv``); ``progress`` shows a tqdm bar.
+    """Extract ``zip_path`` into the new folder ``dest_dir``, which appears only once
+    extraction is complete (members go to a hidden sibling, renamed at the end). Returns
+    ``dest_dir``, which holds the archive's members (``dest_dir/ESC-50-master/...``).
 
     Raises:
         CorruptArchiveError: the file is not a zip, or is truncated or corrupt.
@@ -388,13 +353,10 @@ def extract_archive(zip_path: str | Path, dest_dir: str | Path, *, progress: boo
     except NotImplementedError as exc:
         raise DownloadError(
             f"{zip_path} uses a compression method Python's zipfile cannot read ({exc}); "
-            "extract it with another tool and pass the folder with --source."
-        ) from exc
+            "extract it with another tool and pass the folder with --source.") from exc
     except OSError as exc:
-        raise DownloadError(
-            f"could not extract {zip_path} into {dest_dir.parent}: {exc}. "
-            "Check free disk space and write permission."
-        ) from exc
+        raise DownloadError(f"could not extract {zip_path} into {dest_dir.parent}: {exc}. "
+                            "Check free disk space and write permission.") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest_dir
@@ -415,13 +377,11 @@ def _zip_root_prefix(zip_path: Path) -> str:
     if not found:
         raise DownloadError(
             f"{zip_path} holds no {suffix}: it is not an ESC-50 archive. "
-            f"Pass the ESC-50 zip ({ARCHIVE_NAME}) or the folder that holds meta/ and audio/."
-        )
+            f"Pass the ESC-50 zip ({ARCHIVE_NAME}) or the folder that holds meta/ and audio/.")
     if len(found) > 1:
         raise DownloadError(
             f"{zip_path} holds several dataset roots {found}; extract it and pass the folder "
-            "of the one you want with --source."
-        )
+            "of the one you want with --source.")
     return found[0]
 
 
@@ -431,9 +391,8 @@ def _visible(path: Path, top: Path) -> bool:
 
 
 def find_dataset_root(directory: str | Path) -> Path:
-    """The folder that holds ``meta/esc50.csv``: ``directory`` itself or one below it,
-    at most ``MAX_ROOT_DEPTH`` levels down (``data/`` -> ``data/ESC-50-master``), hidden
-    folders skipped.
+    """The folder that holds ``meta/esc50.csv``: ``directory`` or one at most
+    ``MAX_ROOT_DEPTH`` levels below (``data/`` -> ``data/ESC-50-master``), hidden skipped.
 
     Raises:
         DownloadError: no root, or several, were found.
@@ -449,16 +408,11 @@ def find_dataset_root(directory: str | Path) -> Path:
         if found:
             raise DownloadError(
                 f"{directory} holds several dataset roots: {[str(p) for p in found]}. "
-                "Pass the one you want."
-            )
+                "Pass the one you want.")
     raise DownloadError(
         f"no {META_RELPATH.as_posix()} in {directory} or up to {MAX_ROOT_DEPTH} folders below it. "
         f"Pass the folder that holds meta/ and audio/ (e.g. .../{EXTRACTED_DIRNAME}), "
-        "or the ESC-50 zip file."
-    )
-
-
-# --------------------------------------------------------------------------- verify
+        "or the ESC-50 zip file.")
 
 
 def _listing(items: list[str]) -> str:
@@ -476,8 +430,7 @@ def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str, *,
     if wrong:
         raise DownloadError(
             f"{source}: categories with the wrong target: {_listing(wrong)}. The table is "
-            f"not an intact ESC-50 table. {advice}"
-        )
+            f"not an intact ESC-50 table. {advice}")
     claims_esc50 = (any(c in official for c in summary.clips_per_class)
                     or summary.n_classes == ESC50_N_CLASSES or summary.n_clips == ESC50_N_CLIPS)
     if not claims_esc50 or summary.kind != "custom":
@@ -490,8 +443,7 @@ def _check_counts(df: pd.DataFrame, summary: DatasetSummary, source: str, *,
         f"{ESC50_N_CLIPS} clips ({ESC50_N_CLASSES} classes x {CLIPS_PER_CLASS}, folds "
         f"{OFFICIAL_FOLDS[0]}-{OFFICIAL_FOLDS[-1]} x {ESC50_CLIPS_PER_FOLD}); a subset such as "
         f"ESC-10 keeps {CLIPS_PER_CLASS} clips per class and equal folds. The copy is "
-        f"incomplete. {advice}"
-    )
+        f"incomplete. {advice}")
 
 
 def _unreadable(exc: BaseException) -> str:
@@ -505,13 +457,11 @@ def _audio_problem(path: Path) -> str | None:
         info = sf.info(str(path))
     except (RuntimeError, OSError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         return f"{path.name}: {_unreadable(exc)}"
-    issues = []
-    if info.samplerate != SAMPLE_RATE:
-        issues.append(f"{info.samplerate} Hz, expected {SAMPLE_RATE}")
-    if info.channels != N_CHANNELS:
-        issues.append(f"{info.channels} channels, expected mono")
-    if info.frames != CLIP_FRAMES:
-        issues.append(f"{info.frames} frames, expected {CLIP_FRAMES} (5 s at 44.1 kHz)")
+    checks = ((info.samplerate != SAMPLE_RATE, f"{info.samplerate} Hz, expected {SAMPLE_RATE}"),
+              (info.channels != N_CHANNELS, f"{info.channels} channels, expected mono"),
+              (info.frames != CLIP_FRAMES,
+               f"{info.frames} frames, expected {CLIP_FRAMES} (5 s at 44.1 kHz)"))
+    issues = [text for bad, text in checks if bad]
     if not issues and info.subtype in FLOAT_SUBTYPES:  # integer PCM is finite and in range
         try:
             problem = sample_problem(sf.read(str(path), dtype="float64", always_2d=True)[0])
@@ -541,11 +491,9 @@ def _check_audio(paths: list[Path], tree: SourceTree, *, check_format: bool,
     audio_name = tree.name(tree.root / AUDIO_DIRNAME)
     missing = [p.name for p in paths if not p.is_file() or p.stat().st_size == 0]
     if missing:
-        raise DownloadError(
-            f"{audio_name}: {len(missing)} of {len(paths)} WAV file(s) listed in "
-            f"{META_RELPATH.as_posix()} are missing or empty: {_listing(missing)}. "
-            f"The tree is incomplete. {tree.advice}"
-        )
+        raise DownloadError(f"{audio_name}: {len(missing)} of {len(paths)} WAV file(s) listed in "
+                            f"{META_RELPATH.as_posix()} are missing or empty: {_listing(missing)}. "
+                            f"The tree is incomplete. {tree.advice}")
     if not check_format:
         return
     with ThreadPoolExecutor(max_workers=AUDIO_CHECK_WORKERS) as pool:
@@ -556,20 +504,16 @@ def _check_audio(paths: list[Path], tree: SourceTree, *, check_format: bool,
         raise DownloadError(
             f"{audio_name}: {len(problems)} of {len(paths)} WAV file(s) are not "
             f"ESC-50 clips (readable, {SAMPLE_RATE} Hz, mono, 5 s, finite samples): "
-            f"{_listing(problems)}. {tree.advice}"
-        )
+            f"{_listing(problems)}. {tree.advice}")
 
 
 def verify_dataset(root: str | Path, *, check_audio_format: bool = True, progress: bool = True,
                    source: SourceTree | None = None) -> DatasetSummary:
-    """Verify an extracted ESC-50-style tree: table, counts, and every listed WAV file
-    (the rules of the module docstring).
+    """Verify an extracted ESC-50-style tree by the rules of the module docstring.
 
     Args:
-        root: the folder that holds ``meta/esc50.csv`` and ``audio/``.
-        check_audio_format: read every WAV header (readable, rate, channels, length).
-            Without it, files need only exist and be non-empty.
-        progress: show a tqdm progress bar over the audio files.
+        check_audio_format: read every WAV (rule 3); without it, files need only exist
+            and be non-empty.
         source: how messages name ``root``'s files and what they advise (default:
             ``root`` itself, advised to fetch again).
 
@@ -587,35 +531,41 @@ def verify_dataset(root: str | Path, *, check_audio_format: bool = True, progres
     return summary
 
 
-# --------------------------------------------------------------------------- marker
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_marker(root: Path, summary: DatasetSummary) -> None:
-    """Record a successful verification in ``root/.verified.json`` (atomically)."""
+    """Record a successful verification in ``root/.verified.json``."""
     audio_dir = root / AUDIO_DIRNAME
-    record = {
-        "format": MARKER_FORMAT,
-        "verified_by": f"esc50kit {__version__}",
-        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "summary": asdict(summary),
-        "table_sha256": _sha256(root / META_RELPATH),
-        "audio_sizes": {name: (audio_dir / name).stat().st_size
-                        for name in read_table(root)["filename"]},
-    }
+    record = {"format": MARKER_FORMAT, "verified_by": f"esc50kit {__version__}",
+              "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "summary": asdict(summary), "table_sha256": _sha256(root / META_RELPATH),
+              "audio_sizes": {name: (audio_dir / name).stat().st_size
+                              for name in read_table(root)["filename"]}}
     try:
         atomic_write_json(root / MARKER_NAME, record)
     except OSError as exc:
         raise DownloadError(
-            f"could not write {root / MARKER_NAME}: {exc}. --dest must be writable."
-        ) from exc
+            f"could not write {root / MARKER_NAME}: {exc}. --dest must be writable.") from exc
 
 
-def _read_marker(marker: Path, advice: str) -> tuple[DatasetSummary, str, dict[str, int]]:
-    """The summary, table SHA-256 and WAV sizes recorded in ``marker``."""
+
+def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> DatasetSummary:
+    """Check a verified tree cheaply and return the summary recorded at verification: no
+    audio is decoded, but the table must have the SHA-256 recorded in ``.verified.json``
+    and every listed WAV its recorded size. ``advice`` ends a message about a damaged tree.
+
+    Raises:
+        DownloadError: no marker, an unreadable marker, or a changed, missing or
+            resized file (named in the message).
+    """
+    root = Path(root)
+    marker = root / MARKER_NAME
+    if not marker.is_file():
+        raise DownloadError(
+            f"{root} has no {MARKER_NAME}: it has not been verified. "
+            f"Run `python download_data.py --source {root}` to verify and install it.")
     try:
         record = json.loads(marker.read_text())
         if record["format"] != MARKER_FORMAT:
@@ -623,29 +573,9 @@ def _read_marker(marker: Path, advice: str) -> tuple[DatasetSummary, str, dict[s
         fields = dict(record["summary"])
         fields["clips_per_fold"] = {int(k): int(v) for k, v in fields["clips_per_fold"].items()}
         sizes = {str(k): int(v) for k, v in record["audio_sizes"].items()}
-        return DatasetSummary(**fields), record["table_sha256"], sizes
+        summary, table_sha = DatasetSummary(**fields), record["table_sha256"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DownloadError(f"{marker} is unreadable ({exc}). {advice}") from exc
-
-
-def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> DatasetSummary:
-    """Check a verified tree cheaply and return the summary recorded at verification.
-
-    Cheap means no audio is decoded: the table must have the SHA-256 recorded in
-    ``.verified.json`` and every listed WAV must exist with its recorded size.
-    ``advice`` ends a message about a damaged tree (default: fetch again with --force).
-
-    Raises:
-        DownloadError: no marker, an unreadable marker, or a changed, missing or
-            resized file (named in the message).
-    """
-    root = Path(root)
-    if not (root / MARKER_NAME).is_file():
-        raise DownloadError(
-            f"{root} has no {MARKER_NAME}: it has not been verified. "
-            f"Run `python download_data.py --source {root}` to verify and install it."
-        )
-    summary, table_sha, sizes = _read_marker(root / MARKER_NAME, advice)
     csv_path = root / META_RELPATH
     if not csv_path.is_file() or _sha256(csv_path) != table_sha:
         raise DownloadError(f"{csv_path} is missing or changed since it was verified. {advice}")
@@ -659,12 +589,8 @@ def read_verified_summary(root: str | Path, *, advice: str = _REFETCH_HINT) -> D
     if changed:
         raise DownloadError(
             f"{root / AUDIO_DIRNAME}: {len(changed)} WAV file(s) changed since verification: "
-            f"{_listing(changed)}. The tree is damaged. {advice}"
-        )
+            f"{_listing(changed)}. The tree is damaged. {advice}")
     return summary
-
-
-# --------------------------------------------------------------------------- prepare
 
 
 def _copy_tree(src: Path, dst: Path, *, progress: bool) -> Path:
@@ -681,22 +607,16 @@ def _copy_tree(src: Path, dst: Path, *, progress: bool) -> Path:
                 shutil.copyfile(p, out)
                 bar.update(p.stat().st_size)
     except OSError as exc:
-        raise DownloadError(
-            f"could not copy {src} to {dst.parent}: {exc}. "
-            "Check free disk space and write permission."
-        ) from exc
+        raise DownloadError(f"could not copy {src} to {dst.parent}: {exc}. "
+                            "Check free disk space and write permission.") from exc
     return dst
 
 
 def _install(target: Path, build: Callable[[Path], Path], source: Callable[[Path], SourceTree],
              *, force: bool, progress: bool, local: bool) -> Path:
-    """Put a verified tree at ``target``: the one there (unless ``force``), else one built in
-    a staging folder beside it, verified and marked there, then renamed into place.
-
-    ``build(staging)`` writes a dataset under ``staging`` and returns its root;
-    ``source(root)`` names that root's files. An existing ``target`` is replaced only once
-    the new tree verified. ``local``: see :func:`_use_existing`.
-    """
+    """Put a verified tree at ``target``: the one there (unless ``force``), else the root
+    that ``build(staging)`` writes in a staging folder beside it, verified (``source(root)``
+    names its files) and marked there, then renamed over ``target``."""
     if target.exists() and not force:
         return _use_existing(target, progress=progress, local=local)
     staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=target.parent))
@@ -716,9 +636,7 @@ def _install(target: Path, build: Callable[[Path], Path], source: Callable[[Path
 
 def _use_existing(target: Path, *, progress: bool, local: bool) -> Path:
     """Accept a tree already at ``target``: cheaply if marked, else by a full verification.
-
-    ``local``: ``--force`` would copy a local ``--source`` again, else fetch the archive.
-    """
+    ``local``: ``--force`` would copy a local ``--source`` again, else fetch the archive."""
     again = "copy it again from the source" if local else "fetch it again"
     advice = (f"Run the same command with --force to {again} (it replaces {target}), or "
               "remove that folder.")
@@ -730,8 +648,7 @@ def _use_existing(target: Path, *, progress: bool, local: bool) -> Path:
         summary = verify_dataset(target, progress=progress, source=SourceTree(target, str(target), ""))
     except DownloadError as exc:
         raise DownloadError(
-            f"{target} exists but does not verify: {str(exc).rstrip()} {advice}"
-        ) from exc
+            f"{target} exists but does not verify: {str(exc).rstrip()} {advice}") from exc
     _write_marker(target, summary)
     logger.info("verified the existing tree %s (%s)", target, summary)
     return target.resolve()
@@ -745,11 +662,8 @@ def prepare_dataset(*, source: str | Path | None = None, dest: str | Path = "dat
         source: None to download ``url``; else a local zip file (extracted into ``dest``,
             left alone) or a folder holding a dataset root (copied into ``dest``; one
             already where the copy would go is used in place).
-        dest: the folder that receives the dataset root.
         force: fetch, extract or copy again and replace the tree in ``dest``, even if it
             verifies; a previous partial download is discarded.
-        url: the archive to download when ``source`` is None.
-        progress: show tqdm progress bars.
 
     Returns:
         Path: the absolute path of the verified root, e.g. ``data/ESC-50-master``
@@ -786,8 +700,7 @@ def prepare_dataset(*, source: str | Path | None = None, dest: str | Path = "dat
         return _prepare_from_zip(source, dest, force=force, progress=progress, owned=False)
     raise DownloadError(
         f"--source {source} does not exist. Pass the ESC-50 zip file or the folder that "
-        "holds meta/ and audio/, or leave --source out to download."
-    )
+        "holds meta/ and audio/, or leave --source out to download.")
 
 
 def _prepare_from_folder(source: Path, dest: Path, *, force: bool, progress: bool) -> Path:

@@ -1,16 +1,9 @@
 """Find the dataset a notebook should read when its ``data_dir`` is left empty.
 
-``make run`` and ``download_data.py`` verify a dataset and leave it under the project's
-``data/`` folder (``data/ESC-50-master``, ``data/ESC-10``, ...), marked by a
-``.verified.json``. A notebook opened in Jupyter with ``data_dir = ""`` takes, in order:
-
-1. the folder named by the environment variable ``ESC50KIT_DATA`` (``make lab DATA=...``
-   sets it);
-2. the one verified dataset under ``data/`` of the project (beside ``notebooks/``) or of
-   the working directory and its parent.
-
-No dataset, or several, is an error that names the ``data_dir`` parameter, the folders
-looked in, what they hold and the command that fixes it; nothing is guessed.
+``make run`` and ``download_data.py`` leave a verified dataset (``.verified.json``) under
+``data/``. With ``data_dir = ""`` a notebook takes ``ESC50KIT_DATA`` (``make lab DATA=...``
+sets it), else the one verified dataset under ``data/`` of the working directory, its parent
+or the project; none or several is an error naming the folders and the fix, never a guess.
 
     data_dir = find_data_dir(data_dir)   # "" -> Path(".../data/ESC-10")
 """
@@ -22,27 +15,20 @@ from pathlib import Path
 from .data import MARKER_NAME, META_RELPATH, DatasetError
 
 ENV_VAR = "ESC50KIT_DATA"
-
 _PROJECT = Path(__file__).resolve().parents[1]
 
 
 def search_folders(cwd: Path | None = None) -> list[Path]:
     """The ``data/`` folders looked in, nearest first, without repeats."""
     cwd = Path.cwd() if cwd is None else Path(cwd)
-    seen: list[Path] = []
-    for folder in (cwd / "data", cwd.parent / "data", _PROJECT / "data"):
-        folder = folder.resolve()
-        if folder not in seen:
-            seen.append(folder)
-    return seen
+    folders = (cwd / "data", cwd.parent / "data", _PROJECT / "data")
+    return list(dict.fromkeys(f.resolve() for f in folders))
 
 
 def verified_datasets(folder: Path) -> list[Path]:
     """Dataset roots directly inside ``folder`` that ``download_data.py`` verified."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if (p / MARKER_NAME).is_file() and (p / META_RELPATH).is_file())
+    roots = folder.iterdir() if folder.is_dir() else ()
+    return sorted(p for p in roots if (p / MARKER_NAME).is_file() and (p / META_RELPATH).is_file())
 
 
 def _contents(folder: Path) -> str:
@@ -51,8 +37,7 @@ def _contents(folder: Path) -> str:
     names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     if not names:
         return "is empty"
-    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
-    return f"holds {shown} (no verified dataset)"
+    return f"holds {', '.join(names[:6])}{', ...' if len(names) > 6 else ''} (no verified dataset)"
 
 
 def find_data_dir(data_dir: str | Path = "", *, cwd: Path | None = None,
@@ -60,33 +45,32 @@ def find_data_dir(data_dir: str | Path = "", *, cwd: Path | None = None,
     """The dataset root to read: ``data_dir`` itself when given, else the one found.
 
     Args:
-        data_dir: a dataset root (``meta/esc50.csv`` and ``audio/``); empty: find it.
         cwd: where relative ``data/`` folders are looked for (default: the working
             directory, which is the notebook's folder in Jupyter).
-        environ: the environment (default: ``os.environ``), read for ``ESC50KIT_DATA``.
+        environ: read for ``ESC50KIT_DATA`` (default: ``os.environ``).
 
     Returns:
         Path: the dataset root (as given, or an absolute path when found).
 
     Raises:
-        DatasetError: a given or ``ESC50KIT_DATA`` folder has no ``meta/esc50.csv``, or
-            none or several verified datasets were found; the message names the
-            parameter, the folders and what to run.
+        DatasetError: a given or ``ESC50KIT_DATA`` folder has no ``meta/esc50.csv``, or none
+            or several verified datasets were found (named, with the folders and the fix).
     """
-    environ = os.environ if environ is None else environ
+    env_root = (os.environ if environ is None else environ).get(ENV_VAR)
     fix = ('run `make run DATA=path/to/ESC-50-master` (or `python download_data.py`) to '
            'prepare one, or set data_dir = "path/to/ESC-50-master" in the parameters cell')
     if str(data_dir):
         root = Path(data_dir).expanduser()
         if not (root / META_RELPATH).is_file():
             found = [str(p) for f in search_folders(cwd) for p in verified_datasets(f)]
+            hint = (f"Verified datasets here: {', '.join(found)}; set data_dir to one of them, "
+                    'or to "" to pick the only one.' if found
+                    else f"No verified dataset found either: {fix}.")
             raise DatasetError(
-                f"data_dir = {str(data_dir)!r}: {root / META_RELPATH} not found. "
-                + (f"Verified datasets here: {', '.join(found)}; set data_dir to one of them, "
-                   'or to "" to pick the only one.' if found else f"No verified dataset found either: {fix}."))
+                f"data_dir = {str(data_dir)!r}: {root / META_RELPATH} not found. {hint}")
         return root
-    if environ.get(ENV_VAR):
-        root = Path(environ[ENV_VAR]).expanduser()
+    if env_root:
+        root = Path(env_root).expanduser()
         if not (root / META_RELPATH).is_file():
             raise DatasetError(
                 f'data_dir = "": the environment variable {ENV_VAR} names {root}, which has no '

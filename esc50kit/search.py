@@ -1,41 +1,28 @@
 """Hyperparameter search on validation folds with Optuna: one study per search.
 
-A *trial* trains one recipe (a profile plus overrides) as a cross-validation over the
-*search folds* only, by default folds 1-4: the other folds are never loaded, so the
-search cannot see them. Its score is the accuracy pooled over the held-out folds of that
-inner cross-validation, each scored by a model whose epoch was chosen on another fold:
-from the outer protocol's view, all of it is validation data. ``seeds=3`` scores a trial
-by the mean of three runs (on ESC-10 one seed moves a score as much as the settings do).
+A trial trains a recipe (a profile plus overrides) as a cross-validation over the search
+folds only (default 1-4; the others are never loaded), scored by the accuracy pooled over
+their held-out folds, each model's epoch chosen on another fold: all validation data
+(``seeds=3``: the mean of three runs). Trial 0 is the profile itself, then TPE seeded
+with (``seed``, trial number); a percentile pruner judges every inner fold.
+The study lives in an Optuna storage (default ``sqlite:///<artifacts>/search/optuna.db``,
+any Optuna URL, or a journal file path) that workers, the same call elsewhere, share.
+Optuna's heartbeat and ``RetryHeartbeatStaleTrialCallback`` retry a dead worker's trial
+(``retry_of``; it resumes in the first attempt's run folder); ``MaxTrialsCallback`` stops
+workers. What Optuna lacks stays here:
 
-The study lives in an Optuna storage (``sqlite:///<artifacts>/search/optuna.db`` by
-default, any URL Optuna takes, or a journal file path for a shared file system) under
-the search's name. Trial 0 is the profile itself; then Optuna's TPE sampler, seeded with
-(``seed``, trial number), so the same history gives the same trial and workers never
-share a random stream. After each inner fold a trial reports the mean of its folds so
-far, and Optuna's percentile pruner stops it below the ``prune_below``-th percentile.
+- a retry of a trial stopped by Ctrl-C, which Optuna fails but does not retry
+  (:meth:`_Worker.retry_interrupted`), and at once of one whose worker, a process of this
+  machine, is gone: a journal has no heartbeat, SQL waits ``GRACE_S`` (:func:`_retry_dead_trials`);
+- a trial counts when it starts (``MaxTrialsCallback`` counts after, so two workers may
+  both start the last): a surplus one fails before it trains, and a worker waits for the
+  others' last trials, so every worker returns the whole study;
+- ``create_study(load_if_exists=True)`` hides which worker created the study; only that
+  one may write its setup and enqueue trial 0 (:func:`_open_study`).
 
-Workers (the same call in several processes or machines on one storage) share the study.
-Optuna's own machinery: an SQL storage's heartbeat fails the trial of a worker silent
-for ``GRACE_S``, ``RetryHeartbeatStaleTrialCallback`` enqueues it again with its
-parameters (``retried_trial_number`` becomes ``retry_of``; the retry keeps the run
-folder, so it resumes from the finished splits and checkpoints), and
-``MaxTrialsCallback`` stops a worker once ``n_trials`` trials are finished or under way.
-Trials failed by an error (``error`` attribute) are not retried. What Optuna lacks:
-
-- Optuna fails a trial stopped by Ctrl-C but does not retry it (its heartbeat is not
-  stale): :meth:`_Worker.retry_interrupted` does. A journal storage has no heartbeat, and
-  an SQL one waits ``GRACE_S``: :func:`_retry_dead_trials` retries at once the trials
-  whose worker was a process of this machine that is gone;
-- ``MaxTrialsCallback`` counts after a trial, so two workers may both start the last
-  one: here a trial counts when it starts, by number, and one too many is failed with
-  the user attribute ``surplus`` before it trains. A worker whose last trials run
-  elsewhere waits for them (retrying them if they die), so every worker returns the study;
-- ``create_study(load_if_exists=True)`` hides which worker created the study, and only
-  that one may write its setup and enqueue trial 0 (:func:`_open_study`).
-
-Trial runs are ``<artifacts>/runs/search-<name>-t<k>`` (``-s<seed>`` with several seeds;
-``k`` is the number of the first attempt). ``<artifacts>/search/<name>/`` receives
-``trials.csv`` and Optuna's plots; ``optuna-dashboard <storage>`` shows the study live.
+Trial runs: ``<artifacts>/runs/search-<name>-t<k>`` (``k``: the first attempt's number;
+``-s<seed>`` with several seeds). ``<artifacts>/search/<name>/`` receives ``trials.csv``
+and Optuna's plots; ``optuna-dashboard <storage>`` shows the study live.
 
     run_search("data/ESC-10", profile="cpu-cv", n_trials=16, name="cpu-cv-2026")
 """
@@ -76,11 +63,9 @@ class Param:
     """One searched setting.
 
     Attributes:
-        key: the override it sets, ``section.field`` (e.g. ``training.lr``); also the
-            Optuna parameter's name.
-        kind: ``float`` (uniform), ``log`` (uniform in log space), ``int`` (uniform,
-            integers) or ``choice`` (one of ``choices``).
-        low, high: bounds for ``float``, ``log`` and ``int`` (inclusive).
+        key: the override it sets, e.g. ``training.lr``; also the Optuna parameter's name.
+        kind: ``float`` (uniform), ``log`` (uniform in log space), ``int`` or ``choice``.
+        low, high: inclusive bounds for ``float``, ``log`` and ``int``.
         choices: the values for ``choice`` (None, bool, int, float or str).
     """
 
@@ -150,14 +135,13 @@ def default_storage(artifacts_dir: str | Path) -> str:
 def open_storage(url: str):
     """An Optuna storage: an SQL URL (with a heartbeat and retries), or a journal file path."""
     if "://" not in url:  # a journal file, e.g. on a file system the machines share
-        from optuna.storages.journal import JournalFileBackend
-
-        Path(url).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(Path(url).expanduser())))
-    engine_kwargs = {}
+        path = Path(url).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    engine_kwargs = {}  # workers wait for each other's SQLite writes
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
+        engine_kwargs = {"connect_args": {"timeout": 60}}
     from sqlalchemy.exc import IntegrityError, OperationalError
 
     for attempt in range(_CREATE_ATTEMPTS):
@@ -168,10 +152,9 @@ def open_storage(url: str):
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
                     grace_period=GRACE_S, heartbeat_stale_trial_callback=_Retry())
         except (OperationalError, IntegrityError):
-            # Workers started at once on a new database both create its tables and
-            # stamp its schema version; the loser fails ("table studies already
-            # exists", "UNIQUE constraint failed: alembic_version") and, on a retry,
-            # finds both done. Any other database error fails after the last attempt.
+            # Workers started at once on a new database race to create its tables ("table
+            # studies already exists", "UNIQUE constraint failed: alembic_version"); the
+            # loser finds them on a retry. Another error is raised after the last attempt.
             if attempt == _CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
@@ -182,9 +165,14 @@ def default_name(profile: str, folds: Sequence[int], seed: int) -> str:
     return f"{profile}-folds{''.join(map(str, sorted({int(f) for f in folds})))}-seed{seed}"
 
 
-def _origin(trial) -> int:
+def _first_attempt(trial) -> int:
     """The number of a trial's first attempt (a retry carries it as ``retry_of``)."""
     return int(trial.user_attrs.get("retry_of", trial.number))
+
+
+def _proposed_by(trial) -> str:
+    """``profile``, ``random`` (TPE's start-up draws) or ``tpe``; ``origin`` in older studies."""
+    return trial.user_attrs.get("proposed_by", trial.user_attrs.get("origin", "tpe"))
 
 
 def _finished(trials) -> list:
@@ -215,17 +203,11 @@ def _retry_dead_trials(study, _finished_trial=None) -> None:
             _Retry()(study, t)
 
 
-def _sampler(seed: int, number: int, n_initial: int):
-    """TPE seeded with (seed, trial number)."""
-    trial_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=n_initial)
-
-
 def _trial_line(t, n_finished: int, n_trials: int, best: float | None) -> str:
     params = ", ".join(f"{k.split('.')[-1]}={format(v, '.3g') if isinstance(v, float) else v}"
                        for k, v in t.params.items())
     seconds = t.duration.total_seconds() if t.duration else float("nan")
-    head = f"trial {t.number} ({n_finished} of {n_trials}, {t.user_attrs.get('origin', 'tpe')}"
+    head = f"trial {t.number} ({n_finished} of {n_trials}, {_proposed_by(t)}"
     head += f", resumes trial {t.user_attrs['retry_of']}" if "retry_of" in t.user_attrs else ""
     if t.state == TrialState.PRUNED:
         step, value = max(t.intermediate_values.items())
@@ -237,21 +219,20 @@ def _trial_line(t, n_finished: int, n_trials: int, best: float | None) -> str:
 
 
 def trials_frame(study) -> pd.DataFrame:
-    """The finished trials of a study as a table: the complete ones best first, then the pruned.
+    """The finished trials of a study, the complete ones best first, then the pruned.
 
-    Columns: ``trial``, ``state`` (``complete``/``pruned``), ``origin`` (``profile``,
-    ``random`` for TPE's start-up draws, or ``tpe``), ``retry_of`` (the interrupted trial
-    it resumed, or -1), ``score`` (pruned: NaN), ``folds_done``, ``partial`` (the last mean
-    reported), ``val_mean``, ``seconds`` (this attempt), ``run_dir`` and one column per
-    searched setting.
+    Columns: ``trial``, ``state`` (``complete``/``pruned``), ``proposed_by`` (``profile``,
+    ``random`` for TPE's start-up draws, or ``tpe``), ``retry_of`` (the trial it resumed,
+    or -1), ``score`` (pruned: NaN), ``folds_done``, ``partial`` (the last mean reported),
+    ``val_mean``, ``seconds`` (this attempt), ``run_dir``, one column per searched setting.
     """
-    cols = ["trial", "state", "origin", "retry_of", "score", "folds_done", "partial",
+    cols = ["trial", "state", "proposed_by", "retry_of", "score", "folds_done", "partial",
             "val_mean", "seconds", "run_dir"]
     rows = []
     for t in _finished(study.get_trials(deepcopy=False)):
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else np.nan
         rows.append({"trial": t.number, "state": t.state.name.lower(),
-                     "origin": t.user_attrs.get("origin", "tpe"),
+                     "proposed_by": _proposed_by(t),
                      "retry_of": int(t.user_attrs.get("retry_of", -1)),
                      "score": t.value if t.state == TrialState.COMPLETE else np.nan,
                      "folds_done": len(t.intermediate_values), "partial": last,
@@ -260,10 +241,9 @@ def trials_frame(study) -> pd.DataFrame:
                      "run_dir": t.user_attrs.get("run_dir", ""), **t.params})
     if not rows:
         return pd.DataFrame(columns=cols)
-    df = pd.DataFrame(rows)
-    df["_pruned"] = df["state"] == "pruned"
-    df = df.sort_values(["_pruned", "score", "trial"], ascending=[True, False, True])
-    return df.drop(columns="_pruned").reset_index(drop=True)
+    # pruned trials have no score: they come last, by number
+    return pd.DataFrame(rows).sort_values(["score", "trial"], ascending=[False, True],
+                                          na_position="last", ignore_index=True)
 
 
 def time_saved(table: pd.DataFrame) -> float:
@@ -304,8 +284,8 @@ def save_plots(study, out_dir: str | Path) -> list[Path]:
     return written
 
 
-
-def _checked(data_dir, base: Profile, space: Sequence[Param], folds: Sequence[int], seeds: int, subset: str):
+def _checked(data_dir, base: Profile, space: Sequence[Param], folds: Sequence[int], seeds: int,
+             subset: str):
     """``(space, folds, start)``: the space as a tuple, the folds sorted, and trial 0 (the
     profile's own value of each searched setting). ValueError for what a search refuses."""
     from .packs import load_table
@@ -323,7 +303,7 @@ def _checked(data_dir, base: Profile, space: Sequence[Param], folds: Sequence[in
     start = {}
     for p in space:
         section, _, field_name = p.key.partition(".")
-        get_profile(base, {p.key: p.choices[0] if p.kind == "choice" else p.low})  # names an unknown key
+        get_profile(base, {p.key: p.choices[0] if p.kind == "choice" else p.low})  # names a bad key
         start[p.key] = getattr(getattr(base, section), field_name)
     return space, folds, start
 
@@ -338,15 +318,15 @@ def _open_study(url: str, name: str, *, setup: dict, start: dict):
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                     pruner=pruner)
         study.set_user_attr("setup", setup)
-        study.enqueue_trial(start, user_attrs={"origin": "profile"})
+        study.enqueue_trial(start, user_attrs={"proposed_by": "profile"})
         return study
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
     deadline = time.monotonic() + 60
     while "setup" not in study.user_attrs or not study.get_trials(deepcopy=False):
         if time.monotonic() > deadline:  # the creator died between its first writes
-            raise ValueError(f"study {name!r} holds no setup or no trial; delete it "
-                             f"(optuna delete-study --study-name {name} --storage URL) or pass another name")
+            raise ValueError(f"study {name!r} holds no setup or no trial; delete it (optuna "
+                             f"delete-study --study-name {name} --storage URL) or pass another name")
         time.sleep(0.2)
     old = study.user_attrs["setup"]
     diff = [k for k in setup if k != "data_dir" and old.get(k) != setup[k]]
@@ -380,7 +360,7 @@ class _Worker:
         waiting_said = False
         while True:
             _retry_dead_trials(study)
-            optuna.storages.fail_stale_trials(study)  # Optuna does it before a trial, not while waiting
+            optuna.storages.fail_stale_trials(study)  # Optuna does it before a trial only
             trials = study.get_trials(deepcopy=False)
             if len(_finished(trials)) >= self.n_trials:
                 return
@@ -388,7 +368,8 @@ class _Worker:
                     sum(t.state in _TAKEN for t in trials) < self.n_trials:
                 try:
                     study.optimize(self.objective, catch=(_Surplus, TrainingDivergedError),
-                                   callbacks=[self.report, _retry_dead_trials, stop], gc_after_trial=False)
+                                   callbacks=[self.report, _retry_dead_trials, stop],
+                                   gc_after_trial=False)
                 except KeyboardInterrupt:
                     self.retry_interrupted(study)
                     raise
@@ -403,15 +384,35 @@ class _Worker:
     def retry_interrupted(self, study) -> None:
         """After Ctrl-C (Optuna fails the trial): enqueue the retry a stale heartbeat would get."""
         t = study.get_trials(deepcopy=False)[self.current] if self.current is not None else None
-        if t is not None and t.state == TrialState.FAIL and not {"error", "surplus"} & set(t.user_attrs):
+        if t is not None and t.state == TrialState.FAIL and \
+                not {"error", "surplus"} & t.user_attrs.keys():
             _Retry()(study, t)
 
     def objective(self, trial) -> float:
-        """Train the trial's runs; its value is the mean of their pooled accuracies."""
+        """Train the trial's runs, one per seed, each reporting its inner folds (validation
+        data) to the pruner; the trial's value is the mean of their pooled accuracies."""
         from .experiment import RUNS_DIRNAME
 
         self.current = trial.number
-        runs = self._train(trial, self._start(trial))
+        params, done, runs = self._start(trial), [], []
+
+        def report(index: int, split: dict) -> None:
+            done.append(split["test_accuracy"])
+            trial.report(float(np.mean(done)), len(done) - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"mean {np.mean(done):.3f} after {len(done)} folds")
+
+        try:
+            for run_seed in range(self.seed, self.seed + self.seeds):
+                run_name = f"search-{self.name}-t{_first_attempt(trial):03d}"  # a retry's too
+                run_name += f"-s{run_seed}" if self.seeds > 1 else ""
+                trial.set_user_attr("run_dir", str(Path(RUNS_DIRNAME) / run_name))
+                runs.append(self.train(overrides=params, seed=run_seed, run_name=run_name,
+                                       on_split=report))
+        except Exception as exc:  # an error is not retried: the same settings would fail again
+            if not isinstance(exc, optuna.TrialPruned):
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
         splits = [s for run in runs for s in run.metrics["splits"]]
         trial.set_user_attr("val_mean", float(np.mean([s["val_accuracy"] for s in splits])))
         trial.set_user_attr("per_fold", {str(f): float(np.mean(
@@ -427,41 +428,21 @@ class _Worker:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trials = trial.study.get_trials(deepcopy=False)  # a study's trials, by number
         retry_of = _Retry.retried_trial_number(trials[trial.number])
-        if retry_of is not None:  # this attempt keeps the first attempt's run folder
+        if retry_of is not None:
             trial.set_user_attr("retry_of", retry_of)
         if sum(t.state != TrialState.FAIL for t in trials[:trial.number]) >= self.n_trials:
             trial.set_user_attr("surplus", True)
             raise _Surplus(f"trial {trial.number}: the study had its {self.n_trials} trials")
-        trial.study.sampler = _sampler(self.seed, trial.number, self.n_initial)  # before any draw
+        # before any draw: TPE seeded with (seed, trial number), so workers share no stream
+        trial_seed = int(np.random.SeedSequence([self.seed, trial.number]).generate_state(1)[0])
+        trial.study.sampler = optuna.samplers.TPESampler(seed=trial_seed,
+                                                         n_startup_trials=self.n_initial)
         params = {p.key: p.suggest(trial) for p in self.space}
         trial.set_user_attr("n_steps", self.seeds * len(self.folds))
-        if "origin" not in trial.user_attrs:  # TPE draws at random until n_initial finished
-            trial.set_user_attr("origin", "tpe" if len(_finished(trials)) >= self.n_initial else "random")
+        if not {"proposed_by", "origin"} & trial.user_attrs.keys():  # random until n_initial
+            trial.set_user_attr("proposed_by",
+                                "tpe" if len(_finished(trials)) >= self.n_initial else "random")
         return params
-
-    def _train(self, trial, params: dict[str, Any]) -> list:
-        """One run per seed, each reporting its inner folds to the pruner."""
-        from .experiment import RUNS_DIRNAME
-
-        done, runs = [], []
-
-        def report(index: int, split: dict) -> None:
-            done.append(split["test_accuracy"])  # an inner fold: validation data
-            trial.report(float(np.mean(done)), len(done) - 1)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"mean {np.mean(done):.3f} after {len(done)} folds")
-
-        try:
-            for run_seed in range(self.seed, self.seed + self.seeds):
-                run_name = f"search-{self.name}-t{_origin(trial):03d}{f'-s{run_seed}' if self.seeds > 1 else ''}"
-                trial.set_user_attr("run_dir", str(Path(RUNS_DIRNAME) / run_name))
-                runs.append(self.train(overrides=params, seed=run_seed, run_name=run_name, on_split=report))
-        except optuna.TrialPruned:
-            raise
-        except Exception as exc:  # not retried: the same settings would fail again
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
-            raise
-        return runs
 
     def report(self, study, frozen) -> None:
         """An Optuna callback: one line per trial this worker finished or lost to an error."""
@@ -470,7 +451,8 @@ class _Worker:
             best = max((t.value for t in trials if t.state == TrialState.COMPLETE), default=None)
             self.log(_trial_line(frozen, len(_finished(trials)), self.n_trials, best))
         elif self.log and "error" in frozen.user_attrs:
-            self.log(f"trial {frozen.number} failed ({frozen.user_attrs['error']}); another takes its place")
+            self.log(f"trial {frozen.number} failed ({frozen.user_attrs['error']}); "
+                     "another takes its place")
 
 
 def run_search(
@@ -479,33 +461,28 @@ def run_search(
     seeds: int = 1, name: str | None = None, artifacts_dir: str | Path = "artifacts",
     storage: str | None = None, overrides: dict[str, Any] | None = None, subset: str = "all",
     keep_last_checkpoints: bool = False, prune_below: float = 25.0, prune_after: int = 4,
-    track: bool = False, log: Callable[[str], None] | None = print, train: Callable[..., Any] | None = None,
+    track: bool = False, log: Callable[[str], None] | None = print,
+    train: Callable[..., Any] | None = None,
 ) -> pd.DataFrame:
     """Run (or join, or resume) the search's study until it has ``n_trials`` finished trials.
 
     Args:
         data_dir: dataset root (``meta/esc50.csv`` and ``audio/``) or a feature pack.
-        profile: the recipe searched around; trial 0 is the profile itself.
+        profile: the recipe searched around (trial 0); ``overrides`` apply to every trial.
         space: the settings searched (override keys of ``profile``).
-        n_trials: finished (complete or pruned) trials in all, earlier ones and other workers' too.
-        n_initial: trials the TPE sampler draws at random (the profile's own counts).
-        folds: the search folds; leave at least one fold of the data out, unseen by the search.
-        seed: the training seed of every trial, and the sampler's.
-        seeds: runs per trial (seeds ``seed``, ``seed + 1``, ...), scored by their mean.
-        name: the study's name, and its folder under ``<artifacts>/search/`` (default:
-            ``<profile>-folds<...>-seed<seed>``).
-        storage: an Optuna storage URL or a journal file path, shared by the workers
-            (default: :func:`default_storage`).
-        overrides: fixed changes to the profile applied to every trial.
-        subset: ``"all"``, ``"esc10"`` or ``"esc50"``.
-        keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``.
-        prune_below: prune a trial whose mean over its folds so far is below this
-            percentile of the finished trials' at the same fold (0: never prune).
-        prune_after: finished trials before the pruner judges any.
+        n_trials: finished (complete or pruned) trials in all, earlier and other workers' too.
+        n_initial: trials TPE draws at random (the profile's own counts).
+        folds: the search folds; leave at least one fold of the data out, unseen.
+        seed: the training seed of every trial, and the sampler's; ``seeds`` runs per trial
+            (``seed``, ``seed + 1``, ...) score it by their mean.
+        name: the study's name and folder under ``<artifacts>/search/`` (:func:`default_name`).
+        storage: an Optuna storage URL or a journal file path (:func:`default_storage`).
+        prune_below: prune a trial whose mean over its folds so far is below this percentile
+            of the finished trials' at the same fold (0: never), after ``prune_after``
+            finished trials.
         track: log every trial run to MLflow (:mod:`esc50kit.tracking`).
         log: called with one line per trial this worker finishes (None: silent).
-        train: trains one run with the keywords of :func:`esc50kit.experiment.run_experiment`
-            (its default); tests pass a stand-in.
+        train: stands in for :func:`esc50kit.experiment.run_experiment` (tests).
 
     Returns:
         pd.DataFrame: :func:`trials_frame` of the study.
@@ -520,14 +497,16 @@ def run_search(
     space, folds, start = _checked(data_dir, base, space, folds, seeds, subset)
     name = name or default_name(base.name, folds, seed)
     setup = json.loads(json.dumps(dict(  # what a rerun and every worker must share
-        profile=base.to_dict(), space=[{**asdict(p), "choices": list(p.choices)} for p in space], folds=folds,
-        seed=seed, seeds=seeds, subset=subset, n_initial=n_initial, prune_below=prune_below,
-        prune_after=prune_after, data_dir=str(Path(data_dir).expanduser().resolve())), default=str))
-    train = functools.partial(train or run_experiment, data_dir, artifacts_dir=artifacts_dir, mode="cv",
-                              profile=base, progress=False, subset=subset, folds=folds,
+        profile=base.to_dict(), space=[{**asdict(p), "choices": list(p.choices)} for p in space],
+        folds=folds, seed=seed, seeds=seeds, subset=subset, n_initial=n_initial,
+        prune_below=prune_below, prune_after=prune_after,
+        data_dir=str(Path(data_dir).expanduser().resolve())), default=str))
+    train = functools.partial(train or run_experiment, data_dir, artifacts_dir=artifacts_dir,
+                              mode="cv", profile=base, progress=False, subset=subset, folds=folds,
                               keep_last_checkpoints=keep_last_checkpoints, track=track)
     with _quiet_optuna():
-        study = _open_study(storage or default_storage(artifacts_dir), name, setup=setup, start=start)
+        study = _open_study(storage or default_storage(artifacts_dir), name, setup=setup,
+                            start=start)
         _Worker(train, space, n_trials, n_initial, folds, seed, seeds, name, log).run(study)
     out, table = Path(artifacts_dir) / SEARCH_DIRNAME / name, trials_frame(study)
     atomic_write_csv(table, out / "trials.csv")
@@ -537,8 +516,7 @@ def run_search(
 
 @contextlib.contextmanager
 def _quiet_optuna():
-    """Optuna's info lines off (this module prints its own), and its experimental warnings
-    (the heartbeat and the retry callback are marked experimental)."""
+    """Optuna's info lines (this module prints its own) and experimental warnings off."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

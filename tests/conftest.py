@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from esc50kit.synthetic import make_synthetic_dataset
+from synthetic import make_synthetic_dataset
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from esc50kit.data import (
     load_metadata,
     summarize,
 )
-from esc50kit.synthetic import CLASS_NAMES, make_synthetic_dataset
+from synthetic import CLASS_NAMES, make_synthetic_dataset
 
 
 def _rewrite(root, edit):

@@ -41,7 +41,7 @@ from esc50kit.download import (
     read_verified_summary,
     verify_dataset,
 )
-from esc50kit.synthetic import make_synthetic_dataset
+from synthetic import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BLOB = np.random.default_rng(0).bytes(50_000)  # a small payload for the transfer properties

@@ -73,7 +73,7 @@ def test_suggestions_stay_in_the_space_and_trial_0_is_the_profile(synthetic_root
                          n_trials=20, n_initial=10, prune_below=0)
     assert len(table) == 20 and (table["state"] == "complete").all()
     profile = table[table["trial"] == 0].iloc[0]
-    assert profile["origin"] == "profile"
+    assert profile["proposed_by"] == "profile"
     assert (profile["training.lr"], profile["training.mixup_alpha"], profile["training.freq_width"]) == (3e-3, 0.2, 4)
     assert pd.isna(profile["training.crop_frames"])  # the tiny profile's crop_frames=None
     assert table["training.lr"].between(1e-4, 1e-1).all()
@@ -82,14 +82,15 @@ def test_suggestions_stay_in_the_space_and_trial_0_is_the_profile(synthetic_root
     assert all(float(v).is_integer() for v in table["training.freq_width"])
     assert set(table["training.crop_frames"].fillna(-1)) <= {-1, 8, 16}
     study = _study(tmp_path, "f")
+    assert study.trials[0].user_attrs["proposed_by"] == "profile"
     dists = study.trials[1].distributions
     assert dists["training.lr"].log and not dists["training.mixup_alpha"].log
     assert isinstance(dists["training.freq_width"], optuna.distributions.IntDistribution)
     assert dists["training.crop_frames"].choices == (None, 8, 16)
     # the log range is drawn in log space: its random draws spread over the decades
-    random = table[table["origin"] == "random"]["training.lr"]
+    random = table[table["proposed_by"] == "random"]["training.lr"]
     assert len(random) == 9 and (np.log10(random) < -2.5).sum() >= 2
-    assert sorted(set(table["origin"])) == ["profile", "random", "tpe"]
+    assert sorted(set(table["proposed_by"])) == ["profile", "random", "tpe"]
     assert table["score"].is_monotonic_decreasing
     assert len({tuple(r) for r in table[[p.key for p in SPACE]].fillna(-1).to_numpy()}) == 20
 
@@ -150,7 +151,7 @@ def test_search_runs_on_the_search_folds_only_and_resumes(writable_root, tmp_pat
     table = run_search(writable_root, n_trials=3, **kw)
     assert len(table) == 3 and len(lines) == 3
     assert lines[0].startswith("trial 0 (1 of 3, profile): lr=0.003, mixup_alpha=0.2 -> ")
-    assert sorted(table["origin"]) == ["profile", "random", "tpe"]
+    assert sorted(table["proposed_by"]) == ["profile", "random", "tpe"]
     study = _study(tmp_path, "s")
     assert study.trials[0].params == {"training.lr": 0.003, "training.mixup_alpha": 0.2}
     for t in study.trials:
@@ -291,6 +292,16 @@ def test_a_journal_file_holds_a_study_too(synthetic_root, tmp_path):
     table = _fake_search(synthetic_root, tmp_path, train=train, n_trials=3, storage=str(journal))
     assert list(table["trial"]) == [2, 1, 0] and len(train.calls) == 3 * 4
     assert journal.is_file() and not (tmp_path / "search" / "optuna.db").exists()
+
+
+def test_a_study_that_stored_the_old_origin_attribute_still_reads():
+    study = optuna.create_study(direction="maximize")
+    for origin, value in (("profile", 0.5), ("random", 0.7)):
+        study.enqueue_trial({"training.lr": 3e-3}, user_attrs={"origin": origin})
+        trial = study.ask()
+        trial.suggest_float("training.lr", 1e-4, 1e-1, log=True)
+        study.tell(trial, value)
+    assert trials_frame(study)["proposed_by"].tolist() == ["random", "profile"]
 
 
 def test_search_refuses_to_see_every_fold_and_unknown_settings(synthetic_root, tmp_path):

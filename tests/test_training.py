@@ -434,7 +434,7 @@ def test_run_name_resumes_on_moved_data_and_refuses_other_data(synthetic_root, t
     import shutil
 
     from esc50kit.experiment import default_run_name, run_experiment
-    from esc50kit.synthetic import make_synthetic_dataset
+    from synthetic import make_synthetic_dataset
 
     kw = dict(artifacts_dir=tmp_path / "art", mode="final", profile="tiny",
               overrides={"training.epochs": 1}, progress=False, run_name="r")

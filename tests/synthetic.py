@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from .data import AUDIO_DIRNAME, META_RELPATH, OFFICIAL_FOLDS
-from .fileio import atomic_path
+from esc50kit.data import AUDIO_DIRNAME, META_RELPATH, OFFICIAL_FOLDS
+from esc50kit.fileio import atomic_path
 
 CLASS_NAMES = (
     "low_hum", "whistle", "chirp", "noise_burst", "rumble",
