@@ -1,33 +1,21 @@
 """Image classifiers from torchvision, adapted to one-channel spectrograms of any length.
 
-Every model here is a torchvision ResNet whose first convolution takes one channel (a
-log-mel or MFCC "image") and whose last layer has one output per class. Nothing is
-forked: the builders call torchvision and replace ``conv1`` and ``fc`` (and, for the
-half-width variant, rebuild the four stages with torchvision's own ``_make_layer``).
-torchvision's ResNet ends with adaptive average pooling, so a model takes spectrograms
-of any number of frames (and mel bands): a 3-second training crop and a 5-second test
-clip go through the same weights.
+Input: ``(batch, 1, n_bins, frames)`` float. Output: ``(batch, n_classes)`` logits. The
+builders call torchvision and replace ``conv1`` (one input channel) and ``fc`` (one output
+per class); nothing is forked. Adaptive average pooling lets a 3-second training crop and a
+5-second test clip go through the same weights. Architectures (``ModelConfig.arch``):
 
-Input: ``(batch, 1, n_bins, frames)`` float. Output: ``(batch, n_classes)`` logits.
-
-Architectures (``ModelConfig.arch``):
-
-* ``resnet18``: the default, trained from scratch; ``width=64`` is torchvision's
-  ResNet18 (about 11.2 M parameters with 50 classes), ``width=32`` the half-width
-  variant (about 2.8 M), any other base width works too.
-* ``wavecnn``: a raw-waveform comparison, not a ResNet: the M5 1-D CNN of Dai et al.
-  (2017, "Very deep convolutional neural networks for raw waveforms"), four
-  convolutions (an 80-sample first filter with stride 4, then 3-tap ones) with batch
-  norm and 4x max-pooling, global average pooling and a linear layer; ``width`` is the
-  channel count of its first stage (M5 uses 128). Input ``(batch, 1, 1, samples)``: the
-  features of ``FeatureConfig(kind="waveform")``.
-* ``resnet50``: transfer learning. With ``pretrained=True`` the ImageNet weights come
-  through torchvision's weights API (or from ``weights_path``); the RGB kernels of the
-  first convolution are summed into one channel, and every stage except the last ones
-  (``trainable``) is frozen.
+* ``resnet18``, trained from scratch: ``width=64`` is torchvision's ResNet18 (about 11.2 M
+  parameters with 50 classes), ``width=32`` the half-width variant (about 2.8 M).
+* ``wavecnn``: the raw-waveform M5 1-D CNN of Dai et al. (2017), on the input
+  ``(batch, 1, 1, samples)`` of ``FeatureConfig(kind="waveform")``.
+* ``resnet50``: transfer learning from ImageNet weights (``pretrained=True``); the RGB
+  kernels of ``conv1`` are summed into one channel and the stages before ``trainable``
+  are frozen.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +40,6 @@ class ModelConfig:
 
     Attributes:
         arch: ``"resnet18"``, ``"resnet50"`` or ``"wavecnn"``.
-        n_classes: size of the output layer.
         in_channels: channels of the input spectrogram (1 for log-mel).
         width: base width (channels of the first stage) of ``resnet18``; 64 is
             torchvision's ResNet18, 32 the half-width variant. For ``wavecnn``, the
@@ -80,56 +67,37 @@ class ModelConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch={self.arch!r} is unknown; choose one of {ARCHS}")
         if self.n_classes < 1 or self.in_channels < 1 or self.width < 1:
-            raise ValueError(
-                f"n_classes={self.n_classes}, in_channels={self.in_channels} and "
-                f"width={self.width} must all be positive"
-            )
+            raise ValueError(f"n_classes={self.n_classes}, in_channels={self.in_channels} and "
+                             f"width={self.width} must all be positive")
         bad = [s for s in self.trainable if s not in STAGES]
         if bad:
             raise ValueError(f"trainable={self.trainable}: unknown stage(s) {bad}; use {STAGES}")
         if self.pretrained and self.arch != "resnet50":
-            raise ValueError(
-                f"pretrained=True is offered for arch='resnet50' only, not {self.arch!r}; "
-                "train resnet18 from scratch or switch arch"
-            )
+            raise ValueError(f"pretrained=True is offered for arch='resnet50' only, not "
+                             f"{self.arch!r}; train resnet18 from scratch or switch arch")
         object.__setattr__(self, "trainable", tuple(self.trainable))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["trainable"] = list(self.trainable)
-        return d
+        return {**asdict(self), "trainable": list(self.trainable)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        d = dict(d)
-        d["trainable"] = tuple(d.get("trainable", cls.trainable))
-        return cls(**d)
-
-
-def _init_like_torchvision(module: nn.Module) -> None:
-    """The initialisation of torchvision's ResNet.__init__, for rebuilt layers."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
+        return cls(**{**d, "trainable": tuple(d.get("trainable", cls.trainable))})
 
 
 def _set_width(net: ResNet, width: int) -> None:
-    """Rebuild the stem and four stages of a BasicBlock ResNet with ``width`` base channels.
-
-    Stage ``i`` gets ``width * 2**i`` channels, as torchvision's 64/128/256/512.
-    """
+    """Rebuild the stem and four stages of a BasicBlock ResNet with ``width`` base channels
+    (stage ``i``: ``width * 2**i``, as torchvision's 64/128/256/512), initialised as it does."""
     net.inplanes = width
     net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
     net.bn1 = nn.BatchNorm2d(width)
-    net.layer1 = net._make_layer(BasicBlock, width, 2)
-    net.layer2 = net._make_layer(BasicBlock, width * 2, 2, stride=2)
-    net.layer3 = net._make_layer(BasicBlock, width * 4, 2, stride=2)
-    net.layer4 = net._make_layer(BasicBlock, width * 8, 2, stride=2)
+    for i in range(4):
+        stage = net._make_layer(BasicBlock, width * 2**i, 2, stride=1 if i == 0 else 2)
+        setattr(net, f"layer{i + 1}", stage)
     net.fc = nn.Linear(width * 8 * BasicBlock.expansion, net.fc.out_features)
-    _init_like_torchvision(net)
+    for m in net.modules():  # as torchvision's ResNet.__init__ (new batch norms are 1 and 0)
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 def adapt_conv1(conv: nn.Conv2d, in_channels: int = 1) -> nn.Conv2d:
@@ -141,16 +109,15 @@ def adapt_conv1(conv: nn.Conv2d, in_channels: int = 1) -> nn.Conv2d:
     Returns:
         nn.Conv2d with weight shape (out, in_channels, kh, kw).
     """
-    new = nn.Conv2d(
-        in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
-        padding=conv.padding, bias=conv.bias is not None,
-    )
+    new = nn.Conv2d(in_channels, conv.out_channels, kernel_size=conv.kernel_size,
+                    stride=conv.stride, padding=conv.padding, bias=conv.bias is not None)
     with torch.no_grad():
         w = conv.weight  # (out, 3, kh, kw)
         if in_channels == 1:
             new.weight.copy_(w.sum(dim=1, keepdim=True))  # (out, 1, kh, kw)
         else:  # spread the mean RGB kernel over the new channels, keeping the response scale
-            new.weight.copy_(w.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1) * 3 / in_channels)
+            new.weight.copy_(w.mean(dim=1, keepdim=True).repeat(1, in_channels, 1, 1)
+                             * 3 / in_channels)
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     return new
@@ -163,8 +130,7 @@ def _imagenet_state_dict(weights_path: str | None) -> dict[str, torch.Tensor]:
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"weights_path={str(path)!r} does not exist; pass a file saved with "
-                "torch.save(torchvision.models.resnet50(...).state_dict(), path)"
-            )
+                "torch.save(torchvision.models.resnet50(...).state_dict(), path)")
         return torch.load(path, map_location="cpu", weights_only=True)
     weights = ResNet50_Weights.IMAGENET1K_V2
     try:
@@ -174,28 +140,20 @@ def _imagenet_state_dict(weights_path: str | None) -> dict[str, torch.Tensor]:
             f"could not fetch the ImageNet weights {weights} from {weights.url}: {exc}. "
             "Connect to the internet once (torchvision caches them under "
             f"{torch.hub.get_dir()}/checkpoints), or pass weights_path= a local copy, or "
-            "set pretrained=False to train from scratch."
-        ) from exc
+            "set pretrained=False to train from scratch.") from exc
 
 
 def freeze_except(model: nn.Module, trainable: tuple[str, ...]) -> None:
-    """Freeze every parameter outside the named top-level stages.
-
-    Frozen stages are also kept in eval mode by :class:`AudioResNet`, so their batch-norm
-    statistics stay the pretrained ones.
-    """
+    """Freeze every parameter outside the named top-level stages (:class:`AudioResNet` also
+    keeps frozen stages in eval mode, so their batch-norm statistics stay the pretrained ones)."""
     for name, child in model.named_children():
         for p in child.parameters():
             p.requires_grad_(name in trainable)
 
 
 class AudioResNet(nn.Module):
-    """A torchvision ResNet for ``(batch, in_channels, n_bins, frames)`` spectrograms.
-
-    Attributes:
-        net: the torchvision ResNet (``conv1`` and ``fc`` replaced).
-        config: the :class:`ModelConfig` it was built from.
-    """
+    """A torchvision ResNet ``net`` (``conv1`` and ``fc`` replaced) for ``(batch, in_channels,
+    n_bins, frames)`` spectrograms, built from ``config`` (a :class:`ModelConfig`)."""
 
     # 2-D convolutions run faster on NHWC tensors, on CUDA and on the CPU's oneDNN alike
     # (a quarter-width ResNet18 step: 60 against 73 ms on 2 cores); see training.py.
@@ -205,19 +163,16 @@ class AudioResNet(nn.Module):
         super().__init__()
         self.net = net
         self.config = config
-        self.frozen = tuple(
-            name for name, child in net.named_children()
-            if any(True for _ in child.parameters())
-            and not any(p.requires_grad for p in child.parameters())
-        )
+        self.frozen = tuple(name for name, child in net.named_children()
+                            if any(True for _ in child.parameters())
+                            and not any(p.requires_grad for p in child.parameters()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x, shape (batch, in_channels, n_bins, frames). Returns logits (batch, n_classes)."""
+        """Logits (batch, n_classes) of ``x``, shape (batch, in_channels, n_bins, frames)."""
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"expected input of shape (batch, {self.config.in_channels}, n_bins, frames), "
-                f"got {tuple(x.shape)}; add the channel axis with x.unsqueeze(1)"
-            )
+            raise ValueError(f"expected input of shape (batch, {self.config.in_channels}, "
+                             f"n_bins, frames), got {tuple(x.shape)}; add the channel axis "
+                             "with x.unsqueeze(1)")
         return self.net(x)
 
     def train(self, mode: bool = True) -> "AudioResNet":
@@ -228,14 +183,12 @@ class AudioResNet(nn.Module):
 
 
 class WaveCNN(nn.Module):
-    """M5 (Dai et al., 2017): a 1-D CNN on raw waveforms of any length.
+    """M5 (Dai et al., 2017, "Very deep convolutional neural networks for raw waveforms").
 
-    Channels ``width, width, 2 * width, 4 * width``; each convolution is followed by batch
-    norm, ReLU and 4x max-pooling, so a 5 s clip at 16 kHz (80000 samples) is 78 steps
-    long after the last stage; global average pooling then makes the length free.
-
-    Attributes:
-        config: the :class:`ModelConfig` it was built from.
+    Four convolutions (an 80-sample first filter with stride 4, then 3-tap ones; channels
+    ``width, width, 2 * width, 4 * width``, M5 uses 128), each followed by batch norm, ReLU
+    and 4x max-pooling: a 5 s clip at 16 kHz (80000 samples) is 78 steps long after the last
+    stage; global average pooling then makes the length free.
     """
 
     def __init__(self, config: ModelConfig):
@@ -246,8 +199,7 @@ class WaveCNN(nn.Module):
         layers: list[nn.Module] = []
         for i in range(4):
             k, stride = (80, 4) if i == 0 else (3, 1)
-            layers += [nn.Conv1d(chans[i], chans[i + 1], k, stride=stride, padding=k // 2,
-                                 bias=False),
+            layers += [nn.Conv1d(chans[i], chans[i + 1], k, stride, padding=k // 2, bias=False),
                        nn.BatchNorm1d(chans[i + 1]), nn.ReLU(inplace=True), nn.MaxPool1d(4)]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(1)
@@ -257,12 +209,11 @@ class WaveCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x, shape (batch, in_channels, 1, samples). Returns logits (batch, n_classes)."""
+        """Logits (batch, n_classes) of ``x``, shape (batch, in_channels, 1, samples)."""
         if x.dim() != 4 or x.shape[1] != self.config.in_channels or x.shape[2] != 1:
-            raise ValueError(
-                f"wavecnn expects waveforms of shape (batch, {self.config.in_channels}, 1, "
-                f"samples) (FeatureConfig(kind='waveform')), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"wavecnn expects waveforms of shape (batch, "
+                             f"{self.config.in_channels}, 1, samples) "
+                             f"(FeatureConfig(kind='waveform')), got {tuple(x.shape)}")
         h = self.features(x[:, :, 0, :])  # (batch, 4 * width, steps)
         return self.fc(self.pool(h).flatten(1))
 
@@ -273,7 +224,6 @@ def build_model(config: ModelConfig, *, load_weights: bool = True) -> nn.Module:
     Seed with ``torch.manual_seed`` before calling for a repeatable initialisation.
 
     Args:
-        config: the architecture.
         load_weights: fetch the pretrained weights when ``config.pretrained``; False
             builds the same (frozen) network without them, to load a checkpoint into.
 
@@ -293,10 +243,9 @@ def build_model(config: ModelConfig, *, load_weights: bool = True) -> nn.Module:
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
             missing, unexpected = net.load_state_dict(state, strict=False)
             if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
-                raise WeightsUnavailableError(
-                    f"the ResNet-50 weights do not fit: missing {missing[:4]}, unexpected "
-                    f"{unexpected[:4]}; pass a torchvision resnet50 state_dict"
-                )
+                raise WeightsUnavailableError(f"the ResNet-50 weights do not fit: missing "
+                                              f"{missing[:4]}, unexpected {unexpected[:4]}; "
+                                              "pass a torchvision resnet50 state_dict")
     net.conv1 = adapt_conv1(net.conv1, config.in_channels)
     if not config.stem_pool:
         net.maxpool = nn.Identity()
@@ -322,15 +271,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ValueError: the file is not a readable checkpoint, or holds other objects; the
             message names the file.
     """
-    import pickle
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise ValueError(
-            f"{path}: not a readable esc50kit checkpoint ({str(exc).splitlines()[0]}). "
-            "esc50kit loads tensors and plain values only; retrain, or copy the run folder again"
-        ) from exc
+        raise ValueError(f"{path}: not a readable esc50kit checkpoint "
+                         f"({str(exc).splitlines()[0]}). esc50kit loads tensors and plain "
+                         "values only; retrain, or copy the run folder again") from exc
 
 
 def load_checkpoint_model(path: str | Path, *, device: str | torch.device = "cpu"):

@@ -6,10 +6,9 @@ run. Print one to see every setting; change any of them with ``overrides``::
     get_profile("quick", {"training.epochs": 10, "features.n_mels": 96})
     get_profile("full", {"model": {"width": 32}})
 
-``model.n_classes`` is a placeholder: the experiment sets it from the data.
-
-The profiles were tuned on VALIDATION folds only (the test folds were scored, never
-used to choose); timings are for a 2-core laptop-class CPU.
+``model.n_classes`` is a placeholder: the experiment sets it from the data. The profiles
+were tuned on VALIDATION folds only (the test folds were scored, never used to choose);
+timings are for a 2-core laptop-class CPU.
 """
 from __future__ import annotations
 
@@ -24,16 +23,8 @@ from .training import TrainConfig
 
 @dataclass(frozen=True)
 class Profile:
-    """A complete recipe.
-
-    Attributes:
-        name: the profile's name.
-        description: what it is for and roughly how long it runs.
-        mode: the default mode (``cv``, ``validation`` or ``final``).
-        features: feature parameters.
-        model: architecture (``n_classes`` is set from the data).
-        training: optimiser, schedule, augmentation, stopping.
-    """
+    """A complete recipe: what it is for and roughly how long it runs (``description``), the
+    default mode (one of :data:`esc50kit.splits.MODES`) and the three configurations."""
 
     name: str
     description: str
@@ -48,30 +39,27 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "mode": self.mode,
-                "features": self.features.to_dict(), "model": self.model.to_dict(),
-                "training": self.training.to_dict()}
+                **{section: getattr(self, section).to_dict() for section in _SECTIONS}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Profile":
         return cls(name=d["name"], description=d.get("description", ""), mode=d["mode"],
-                   features=FeatureConfig.from_dict(d["features"]),
-                   model=ModelConfig.from_dict(d["model"]),
-                   training=TrainConfig.from_dict(d["training"]))
+                   **{name: kind.from_dict(d[name]) for name, kind in _SECTIONS.items()})
 
 
 # 64 mel bands and a 1024-sample hop at 22.05 kHz: a 5 s clip is a (64, 108) image,
 # about a sixth of the pixels of the full (128, 216) input.
 _SMALL_FEATURES = FeatureConfig(sr=22050, n_fft=2048, hop_length=1024, n_mels=64)
 
-# The CPU recipe shared by quick and cpu-cv (both add epochs, crops and a weight average).
-_CPU_TRAINING = TrainConfig(batch_size=32, lr=3e-3, weight_decay=1e-2, schedule="onecycle",
-                            warmup=0.25, label_smoothing=0.1, mixup_alpha=0.2, freq_masks=2,
-                            freq_width=8, time_masks=2, time_width=12, crop_frames=None)
+# The CPU recipe shared by quick and cpu-cv (both add epochs, crops and a weight average);
+# what it does not name (batch 32, AdamW, one-cycle schedule, ...) is TrainConfig's default.
+_CPU_TRAINING = TrainConfig(lr=3e-3, warmup=0.25, time_width=12)
 
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
-        description="Seconds, for tests and smoke runs: an 8-wide ResNet18 on 32 mel bands, 3 epochs.",
+        description=("Seconds, for tests and smoke runs: an 8-wide ResNet18 on 32 mel bands, "
+                     "3 epochs."),
         mode="cv",
         features=FeatureConfig(sr=16000, n_fft=512, hop_length=1024, n_mels=32),
         model=ModelConfig(arch="resnet18", width=8),
@@ -80,13 +68,11 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        description="The default, about 7 minutes of training on a 2-core CPU: one split "
-                    "(final mode: train folds 1-3, validate on 4, test once on 5), the "
-                    "cpu-cv model (a quarter-width ResNet18 without the stem's max-pooling, "
-                    "EMA of the weights) on (64, 108) log-mels, random 4 s crops, 120 epochs, "
-                    "mixup alpha 1.0. Chosen on ESC-50's validation fold 4 over the "
-                    "half-width ResNet18 of 30 and 60 epochs, 128 mel bands, width 24, "
-                    "batch 64, a higher learning rate and mixup 0.2 (benchmarks/README.md).",
+        description=("The default, about 7 minutes of training on a 2-core CPU: one split (final "
+                     "mode: train folds 1-3, validate on 4, test once on 5); a quarter-width "
+                     "ResNet18 without the stem's max-pooling, EMA of the weights, on (64, 108) "
+                     "log-mels, random 4 s crops, mixup alpha 1.0, 120 epochs. Chosen on "
+                     "ESC-50's validation fold 4 (benchmarks/README.md)."),
         mode="final",
         features=_SMALL_FEATURES,
         model=ModelConfig(arch="resnet18", width=16, stem_pool=False),
@@ -94,16 +80,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-cv": Profile(
         name="cpu-cv",
-        description="5-fold cross-validation sized for a 2-core CPU (about 6 minutes "
-                    "per run on ESC-10; benchmarks/train_cv.py --val-offsets 1 2 3 4 "
-                    "ensembles four runs, each test fold's models validated on the four "
-                    "other folds, in about 24): a quarter-width ResNet18 without the stem's "
-                    "max-pooling on (64, 108) log-mels, trained on random 4 s crops "
-                    "(86 frames) for 120 epochs, with an exponential moving average of "
-                    "the weights; validation and test clips are scored whole. Chosen on "
-                    "validation folds over the full-width and half-width models, 44.1 kHz "
-                    "input, a finer hop, pitch/stretch variants with test-time averaging "
-                    "and 60 epochs (README: how the recipe was chosen).",
+        description=("5-fold cross-validation sized for a 2-core CPU (about 6 minutes per run on "
+                     "ESC-10): the quick model and crops, mixup alpha 0.2, 120 epochs; "
+                     "validation and test clips are scored whole. Chosen on validation folds "
+                     "(benchmarks/README.md)."),
         mode="cv",
         features=_SMALL_FEATURES,
         model=ModelConfig(arch="resnet18", width=16, stem_pool=False),
@@ -111,21 +91,12 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description="The CPU cross-validation recipe for ESC-50, about an hour for all five "
-                    "folds on a 2-core CPU with native bf16 (AVX512-BF16; about 1.5x longer "
-                    "in float32 elsewhere): refit mode, so each test fold's model trains on "
-                    "ALL four other folds (a third more data than cv) for a fixed 120 "
-                    "epochs and its last weights are scored; the quick model (quarter-width "
-                    "ResNet18 without the stem's max-pooling, EMA of the weights, random 4 s "
-                    "crops, mixup alpha 1.0) on (128, 108) log-mels, bf16 autocast. Chosen on "
-                    "ESC-50's validation fold 4 (train folds 1-3, fold 5 never scored): 128 "
-                    "mel bands over 64 (0.780 vs 0.757), bf16 over float32 (0.780 both, 1.5x "
-                    "faster), 120 epochs (the validation score plateaus from epoch ~80 to "
-                    "120), and training on 1200 clips over 800 (0.765 vs 0.660 at the last "
-                    "epoch) (benchmarks/README.md). The CPU cross-validation recipe is two "
-                    "seeds of it at 80 epochs (benchmarks/train_cv.py --epochs 80 --seeds 2, "
-                    "their mean probabilities: 0.792 on validation fold 4 against 0.765 for "
-                    "one 120-epoch model; about 75 minutes for all five folds).",
+        description=("The CPU recipe for ESC-50, about an hour for all five folds on a 2-core "
+                     "CPU with native bf16 (about 1.5x longer in float32): refit mode, so each "
+                     "test fold's model trains on all four other folds for a fixed 120 epochs "
+                     "and its last weights are scored; the quick model on (128, 108) log-mels, "
+                     "bf16 autocast. Chosen on ESC-50's validation fold 4; two seeds at 80 "
+                     "epochs make the CPU cross-validation recipe (benchmarks/README.md)."),
         mode="refit",
         features=replace(_SMALL_FEATURES, n_mels=128),
         model=ModelConfig(arch="resnet18", width=16, stem_pool=False),
@@ -150,10 +121,8 @@ PROFILES: dict[str, Profile] = {
         mode="cv",
         features=FeatureConfig(),
         model=ModelConfig(arch="resnet18", width=64),
-        training=TrainConfig(epochs=120, batch_size=32, lr=2e-3, weight_decay=1e-2,
-                             schedule="onecycle", warmup=0.2, label_smoothing=0.1,
-                             mixup_alpha=0.3, freq_masks=2, freq_width=16, time_masks=2,
-                             time_width=24, crop_frames=172),
+        training=TrainConfig(epochs=120, mixup_alpha=0.3, freq_width=16, time_width=24,
+                             crop_frames=172),
     ),
 }
 
@@ -192,22 +161,17 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
             continue
         section, _, name = key.partition(".")
         if section not in _SECTIONS or not name:
-            raise ValueError(
-                f"override {key!r}: use 'section.field' with section one of {sorted(_SECTIONS)} "
-                "(e.g. 'training.epochs'), or 'mode'"
-            )
+            raise ValueError(f"override {key!r}: use 'section.field' with section one of "
+                             f"{sorted(_SECTIONS)} (e.g. 'training.epochs'), or 'mode'")
         known = {f.name for f in fields(_SECTIONS[section])}
         if name not in known:
-            raise ValueError(f"override {key!r}: {section} has no field {name!r}; known: {sorted(known)}")
+            raise ValueError(f"override {key!r}: {section} has no field {name!r}; "
+                             f"known: {sorted(known)}")
         if name in ("resize", "trainable", "variant_transforms") and isinstance(value, list):
             value = tuple(value)
         changes[section][name] = value
-    return replace(
-        profile, **top,
-        features=replace(profile.features, **changes["features"]),
-        model=replace(profile.model, **changes["model"]),
-        training=replace(profile.training, **changes["training"]),
-    )
+    return replace(profile, **top, **{section: replace(getattr(profile, section), **changed)
+                                      for section, changed in changes.items()})
 
 
 def get_profile(name: str | Profile, overrides: dict[str, Any] | None = None) -> Profile:
@@ -215,5 +179,6 @@ def get_profile(name: str | Profile, overrides: dict[str, Any] | None = None) ->
     if isinstance(name, Profile):
         return apply_overrides(name, overrides)
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} or pass a Profile")
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} or pass "
+                         "a Profile")
     return apply_overrides(PROFILES[name], overrides)

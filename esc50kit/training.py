@@ -1,22 +1,17 @@
 """One training loop for every model: optimiser, schedule, augmentation, checkpoints.
 
-Protocol choices made here:
+Features sit on the training device as one tensor and batches are indexed from it (no
+DataLoader). Augmentation (random crop, SpecAugment, mixup) touches training batches only;
+validation and test clips are scored whole. The validation fold alone picks the checkpoint
+(best accuracy, ties to lower loss) and stops training early; the test fold is never seen
+here. Every random draw comes from explicit generators whose states, with every other state,
+go into ``checkpoint_last.pt`` after each epoch: a run stopped after any epoch and started
+again resumes there and ends, on the CPU, with exactly the weights of an uninterrupted run.
 
-* Features sit in memory as one tensor, on the training device, and batches are indexed
-  from it directly: no DataLoader, no worker processes, augmentation on the device.
-* Augmentation (random time crop, SpecAugment, mixup) touches training batches only;
-  validation and test clips are scored whole and unchanged.
-* The validation fold alone picks the checkpoint (best validation accuracy, ties broken
-  by lower validation loss) and stops training early. The test fold is never seen here.
-* Every random draw comes from explicit generators (shuffling, augmentation) whose
-  states, with the model, optimiser, scheduler and grad-scaler states, go into
-  ``checkpoint_last.pt`` after every epoch. A run stopped after any epoch and started
-  again with the same arguments resumes from there and ends, on the CPU, with exactly
-  the weights of an uninterrupted run.
+A training folder holds ``checkpoint_last.pt``, ``checkpoint_best.pt`` and ``history.csv``
+(:data:`HISTORY_COLUMNS`), all written atomically::
 
-A training folder holds ``checkpoint_last.pt``, ``checkpoint_best.pt`` and
-``history.csv`` (epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds), all
-written atomically (temporary file, then ``os.replace``).
+    result = fit(model, X_train, y_train, X_val, y_val, config=TrainConfig(), out_dir="run")
 """
 from __future__ import annotations
 
@@ -56,37 +51,30 @@ class TrainConfig:
 
     Attributes:
         epochs: passes over the training rows (the schedule spans all of them).
-        batch_size: clips per optimisation step.
-        optimizer: ``"adamw"`` or ``"adam"``.
         lr: peak learning rate (reached after the warm-up).
-        weight_decay: decoupled (AdamW) or L2 (Adam) weight decay.
-        schedule: ``"onecycle"``, ``"cosine"`` (linear warm-up then cosine decay) or
-            ``"constant"``.
+        weight_decay: decoupled (AdamW) or L2 (Adam); none on biases and norms.
+        schedule: ``"onecycle"``, ``"cosine"`` (linear warm-up, cosine decay) or ``"constant"``.
         warmup: fraction of all steps spent warming up.
         label_smoothing: mass spread evenly over the classes of each training target.
         mixup_alpha: Beta(alpha, alpha) of mixup; 0 turns mixup off.
         freq_masks, freq_width, time_masks, time_width: SpecAugment masks (count and
             maximum width in bins/frames); 0 masks turn it off.
         crop_frames: random time crop of each training clip (None: whole clips).
-        patience: stop after this many epochs without a better validation score
-            (None: run every epoch).
-        eval_batch_size: clips per forward pass when scoring.
-        amp: mixed precision: ``"auto"`` (on CUDA bf16 where supported, else fp16;
-            float32 on the CPU), ``"bf16"`` (CUDA, and CPUs with native bf16 such as
-            AVX512-BF16 or AMX, about 1.6x faster there; elsewhere float32, as emulated
-            bf16 is slower), ``"fp16"`` (CUDA) or ``"off"``.
+        patience: stop after this many epochs without a better validation score (None: never).
+        amp: mixed precision: ``"auto"`` (CUDA: bf16 where supported, else fp16; CPU:
+            float32), ``"bf16"`` (CUDA, and CPUs with native bf16 such as AVX512-BF16 or
+            AMX, about 1.6x faster there; elsewhere float32, as emulated bf16 is slower),
+            ``"fp16"`` (CUDA) or ``"off"``.
         device: ``"auto"`` (CUDA, then Apple MPS, then CPU) or a torch device string.
         grad_clip: clip the gradient norm to this value (None: no clipping).
-        variants: waveform-augmented copies of each clip made once, before training
-            (0: none); every epoch each training clip is drawn as itself or one of its
-            copies (see :mod:`esc50kit.variants`).
-        variant_transforms: what makes those copies, names from
-            :data:`esc50kit.augment.RANDOM_TRANSFORMS`.
-        tta: score validation and test clips (after training) by the mean probabilities
-            of the clip and its variants (test-time augmentation; needs ``variants``).
-        ema: decay per step of an exponential moving average of the weights (e.g.
-            0.99), or None. With it, the AVERAGED weights are scored on the validation
-            fold, chosen and saved: they move less from epoch to epoch than the raw ones.
+        variants: waveform-augmented copies of each clip made once, before training (0:
+            none); each epoch draws every clip as itself or a copy (:mod:`esc50kit.variants`).
+        variant_transforms: what makes them, names from :data:`esc50kit.augment.RANDOM_TRANSFORMS`.
+        tta: score validation and test clips by the mean probabilities of the clip and its
+            variants (test-time augmentation; needs ``variants``).
+        ema: decay per step of an exponential moving average of the weights (e.g. 0.99), or
+            None. With it the AVERAGED weights are validated, chosen and saved: they move
+            less from epoch to epoch than the raw ones.
     """
 
     epochs: int = 60
@@ -152,14 +140,12 @@ class FitResult:
         history: one row per epoch, columns :data:`HISTORY_COLUMNS`.
         best_epoch: epoch (1-based) of the checkpoint chosen on the validation fold
             (without validation rows: the last epoch).
-        best_val_acc: its validation accuracy (NaN without validation rows).
-        best_val_loss: its validation loss (NaN without validation rows).
+        best_val_acc, best_val_loss: its validation scores (NaN without validation rows).
         epochs_run: epochs trained in total (resumed ones included).
         stopped_early: True when ``patience`` ended the run.
         resumed_from: epoch of the checkpoint the run resumed from, else None.
         train_seconds: time spent in training steps (scoring excluded), all epochs.
         samples_per_s: training clips per second over ``train_seconds``.
-        device: the device trained on.
     """
 
     history: pd.DataFrame
@@ -174,15 +160,9 @@ class FitResult:
     device: str
 
 
-# ---------------------------------------------------------------- devices and precision
-
-
 def choose_device(preference: str = "auto") -> torch.device:
-    """The device to train on: CUDA if present, then Apple MPS, then the CPU.
-
-    Args:
-        preference: ``"auto"`` or an explicit torch device string (``"cpu"``, ``"cuda:1"``).
-    """
+    """``preference`` (a device string such as ``"cuda:1"``, checked to exist) or, for
+    ``"auto"``, CUDA if present, then Apple MPS, then the CPU."""
     if preference != "auto":
         return _checked_device(preference)
     if torch.cuda.is_available():
@@ -215,17 +195,14 @@ def _checked_device(name: str) -> torch.device:
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device`` (None: full float32).
 
-    On CUDA: bf16 where the GPU supports it (no loss scaling needed), else fp16 with a
-    GradScaler. On the CPU only an explicit ``"bf16"`` autocasts, and only where the CPU
-    computes bf16 natively (oneDNN's check: AVX512-BF16 or AMX); ``"auto"`` keeps the CPU
-    in float32, so results measured before stay reproducible.
+    CUDA: bf16 where the GPU supports it (no loss scaling needed), else fp16 with a
+    GradScaler. The CPU autocasts only for an explicit ``"bf16"`` and native bf16; ``"auto"``
+    keeps it in float32, so results measured before stay reproducible.
     """
-    if amp == "off":
+    if amp == "off" or device.type not in ("cpu", "cuda"):
         return None
     if device.type == "cpu":
         return torch.bfloat16 if amp == "bf16" and cpu_has_native_bf16() else None
-    if device.type != "cuda":
-        return None
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
@@ -238,12 +215,8 @@ def cpu_has_native_bf16() -> bool:
 
 
 def use_channels_last(model: nn.Module, device: torch.device) -> bool:
-    """Whether ``model`` runs on ``device`` in the channels-last (NHWC) memory format.
-
-    Models that say they prefer it (the ResNets: ``prefers_channels_last``) do, on CUDA
-    and on the CPU, where oneDNN's NHWC convolutions are faster too; the 1-D WaveCNN and
-    Apple MPS keep the default layout.
-    """
+    """Whether ``model`` runs channels-last (NHWC): those that prefer it (the ResNets) on
+    CUDA and on the CPU, where oneDNN's NHWC convolutions are faster too; not on MPS."""
     return device.type in ("cuda", "cpu") and getattr(model, "prefers_channels_last", False)
 
 
@@ -256,9 +229,6 @@ def _forward(model: nn.Module, x: torch.Tensor, device: torch.device,
         return model(x)
 
 
-# ---------------------------------------------------------------- files
-
-
 class TrainingDivergedError(RuntimeError):
     """A training or validation loss became NaN or infinite; the message says where."""
 
@@ -267,34 +237,26 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it.
 
     Raises:
-        WriteError: (an OSError) the file could not be written, e.g. on a full disk; the
-            message names ``path`` and what to do. ``path`` is left as it was and the
-            temporary file is removed.
+        WriteError: (an OSError) e.g. a full disk; the message names ``path`` and what to
+            do. ``path`` is left as it was and the temporary file is removed.
     """
     try:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
     except (RuntimeError, OSError) as exc:
-        # torch reports a failed write (full disk, file-size limit) as a RuntimeError of its
-        # C++ zip writer, with no errno: "[enforce fail at inline_container.cc:672] .
-        # PytorchStreamWriter failed writing file data/0: file write failed"; not a pickling one
+        # torch reports a failed write (full disk) as a RuntimeError of its C++ zip writer,
+        # with no errno ("PytorchStreamWriter failed writing file data/0: file write failed")
         if not isinstance(exc, OSError) and not any(
                 s in str(exc) for s in ("inline_container", "PytorchStreamWriter", "write failed")):
             raise
         raise WriteError(path, exc, what="checkpoint") from exc
 
 
-# ---------------------------------------------------------------- pieces of a step
-
-
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW or Adam over the trainable parameters; no weight decay on biases and norms."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=config.lr)
 
@@ -320,13 +282,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 
 
 def random_crop(x: torch.Tensor, frames: int, generator: torch.Generator) -> torch.Tensor:
-    """A random window of ``frames`` frames from each clip (its own offset per clip).
+    """A random window of ``frames`` frames from each clip of ``x``, shape (batch, n_bins, time).
 
-    Args:
-        x: shape (batch, n_bins, time).
-        frames: crop length; clips no longer than this are returned unchanged.
-        generator: a CPU generator (offsets are drawn on the CPU, then moved to
-            ``x.device``, so a seed gives the same crops on every device).
+    Each clip gets its own offset, drawn on the CPU ``generator`` so that a seed gives the
+    same crops on every device. Clips no longer than ``frames`` are returned unchanged.
 
     Returns:
         Tensor, shape (batch, n_bins, min(frames, time)).
@@ -340,12 +299,8 @@ def random_crop(x: torch.Tensor, frames: int, generator: torch.Generator) -> tor
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy against soft targets (label smoothing, mixup), in float32.
-
-    Args:
-        logits: shape (batch, n_classes), any float dtype (autocast output included).
-        target: shape (batch, n_classes), rows summing to 1.
-    """
+    """Mean cross-entropy, in float32, of logits (batch, n_classes) of any float dtype
+    against soft targets (batch, n_classes) whose rows sum to 1 (smoothing, mixup)."""
     return torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
 
 
@@ -353,11 +308,8 @@ def augment_batch(
     x: torch.Tensor, y: torch.Tensor, *, n_classes: int, config: TrainConfig,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training-only augmentation: crop, SpecAugment, label smoothing, mixup.
-
-    Args:
-        x: shape (batch, n_bins, frames), normalised features.
-        y: shape (batch,), integer labels.
+    """Training-only augmentation of ``x``, shape (batch, n_bins, frames), with integer
+    labels ``y``, shape (batch,): crop, SpecAugment, label smoothing, mixup.
 
     Returns:
         (x of shape (batch, 1, n_bins, frames'), soft targets of shape (batch, n_classes)).
@@ -390,10 +342,7 @@ def predict_logits(
     model: nn.Module, X: Array, *, batch_size: int = 128,
     device: torch.device | str | None = None, amp: str = "auto",
 ) -> torch.Tensor:
-    """Logits of whole clips in eval mode, no augmentation.
-
-    Args:
-        X: shape (N, n_bins, frames), normalised features.
+    """Logits of whole clips ``X``, shape (N, n_bins, frames), in eval mode, no augmentation.
 
     Returns:
         Tensor, shape (N, n_classes), float32, on the CPU.
@@ -404,12 +353,9 @@ def predict_logits(
     model.eval()
     outs = []
     for i in range(0, len(X), batch_size):
-        xb = X[i : i + batch_size].to(device, non_blocking=True)[:, None]
-        # (batch, 1, n_bins, frames)
+        xb = X[i : i + batch_size].to(device, non_blocking=True)[:, None]  # (batch, 1, bins, t)
         outs.append(_forward(model, xb, device, dtype).float().cpu())
-    if not outs:
-        return torch.zeros(0, 0)
-    return torch.cat(outs)
+    return torch.cat(outs) if outs else torch.zeros(0, 0)
 
 
 def predict_proba(model: nn.Module, X, **kwargs) -> np.ndarray:
@@ -421,12 +367,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kwargs) -> tu
     """Cross-entropy (no smoothing) and accuracy of whole clips. Returns (loss, accuracy)."""
     logits = predict_logits(model, X, **kwargs)
     y = torch.as_tensor(y).cpu()
-    loss = F.cross_entropy(logits, y).item()
-    acc = (logits.argmax(1) == y).float().mean().item()
-    return loss, acc
-
-
-# ---------------------------------------------------------------- the loop
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
 @torch.no_grad()
@@ -443,17 +384,11 @@ def ema_update(ema_model: nn.Module, model: nn.Module, *, decay: float, step: in
         b_ema.copy_(b)
 
 
-def _model_config(model: nn.Module) -> dict[str, Any] | None:
-    cfg = getattr(model, "config", None)
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else None
-
-
 def _n_classes(model: nn.Module) -> int:
     cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "n_classes"):
+    if hasattr(cfg, "n_classes"):
         return int(cfg.n_classes)
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return last.out_features
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
 
 def _diverged(which: str, value: float, epoch: int, out: Path | None) -> str:
@@ -569,9 +504,8 @@ def _resume(run: _Training, path: Path) -> None:
 
 def _train_step(run: _Training, X: torch.Tensor, y: torch.Tensor,
                 idx: torch.Tensor) -> tuple[float, int]:
-    """One step of :func:`fit` and :func:`lr_find` on the training clips ``idx`` (CPU indices
-    into ``X``, shape (N, n_bins, frames) or (N, V, n_bins, frames), and ``y``, shape (N,)):
-    augmentation, autocast, grad scaling and clipping, scheduler and EMA steps.
+    """One step of :func:`fit` and :func:`lr_find` on the clips ``idx`` (CPU indices into
+    ``X``, shape (N, n_bins, frames) or (N, V, n_bins, frames), and ``y``, shape (N,)).
 
     Returns:
         (the loss, maybe NaN or infinite; clips whose logits' argmax is the target's).
@@ -719,12 +653,9 @@ def fit(
             (0 rows): no validation, for an epoch count chosen on validation before
             (``refit`` mode): the last epoch's weights are the "best" checkpoint, the
             history's validation columns are NaN and ``patience`` must be None.
-        config: optimiser, schedule, augmentation and stopping settings.
-        out_dir: folder for checkpoints and ``history.csv`` (None: keep nothing on disk,
-            no resuming).
-        seed: seeds the shuffling and augmentation generators.
-        progress: show a tqdm bar (one per call, updated every epoch).
-        desc: label of the progress bar.
+        out_dir: folder for checkpoints and ``history.csv`` (None: nothing on disk, no
+            resuming).
+        progress, desc: show a tqdm bar labelled ``desc`` (one per call, updated every epoch).
         resume: continue from ``out_dir/checkpoint_last.pt`` when it exists.
         stop_after_epoch: return after this epoch as if interrupted (for tests, or to
             split a long run); a later call with ``resume=True`` goes on from there.
@@ -753,14 +684,13 @@ def fit(
     elif out is not None:
         for name in (LAST, BEST, HISTORY):  # a fresh start leaves no stale files behind
             (out / name).unlink(missing_ok=True)
-    meta = {**(checkpoint_meta or {}), "model_config": _model_config(model),
+    cfg = getattr(model, "config", None)
+    meta = {**(checkpoint_meta or {}),
+            "model_config": cfg.to_dict() if hasattr(cfg, "to_dict") else None,
             "train_config": config.to_dict(), "seed": seed}
     _train_epochs(run, data, out=out, meta=meta, stop_after=stop_after_epoch,
                   progress=progress, desc=desc)
     return _result(run, out)
-
-
-# ---------------------------------------------------------------- learning-rate finder
 
 
 @dataclass
