@@ -9,15 +9,11 @@ from . import predict
 from .cli import add_debug_flag, entry_point
 
 
-def _parse_value(text: str):
-    """A parameter value as YAML reads it: 3 -> int, 0.5 -> float, true -> bool, else str."""
-    import yaml
-
-    return yaml.safe_load(text)
-
-
 def _load_params(args: argparse.Namespace) -> dict:
-    """Notebook parameters from ``--config`` (YAML) and ``-p NAME VALUE``; the latter win."""
+    """Notebook parameters from ``--config`` (YAML) and ``-p NAME VALUE``; the latter win.
+
+    A ``-p`` value is read as YAML reads it: 3 -> int, 0.5 -> float, true -> bool, else str.
+    """
     import yaml
 
     params: dict = {}
@@ -32,8 +28,7 @@ def _load_params(args: argparse.Namespace) -> dict:
         if not isinstance(loaded, dict):
             raise ValueError(f"{cfg} must hold a mapping of parameter: value")
         params.update(loaded)
-    for name, value in args.param or []:
-        params[name] = _parse_value(value)
+    params.update((name, yaml.safe_load(value)) for name, value in args.param or [])
     return params
 
 
@@ -42,16 +37,14 @@ def _run(args: argparse.Namespace) -> int:
 
     params = _load_params(args)
     # The chain's own settings may come from the YAML file too; command-line flags win.
-    data = args.data or params.pop("data_dir", None)
-    profile = args.profile or params.pop("profile", "quick")
-    out = args.out or params.pop("out", "reports/latest")
-    artifacts = args.artifacts or params.pop("artifacts_dir", "artifacts")
-    for key in ("data_dir", "profile", "out", "artifacts_dir"):
-        params.pop(key, None)
+    chain = {key: params.pop(key, None) for key in ("data_dir", "profile", "out", "artifacts_dir")}
+    data = args.data or chain["data_dir"]
     if not data:
         raise ValueError("give the dataset folder with --data (see `python download_data.py`)")
     notebooks = {"notebooks": tuple(args.notebooks)} if args.notebooks else {}
-    result = run_chain(data_dir=data, profile=profile, out_dir=out, artifacts_dir=artifacts,
+    result = run_chain(data_dir=data, profile=args.profile or chain["profile"] or "quick",
+                       out_dir=args.out or chain["out"] or "reports/latest",
+                       artifacts_dir=args.artifacts or chain["artifacts_dir"] or "artifacts",
                        parameters=params, cell_timeout=args.cell_timeout, **notebooks)
     print((result.out_dir / "summary.md").read_text())
     print(f"reports: {result.out_dir}")
@@ -76,11 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="execute the four notebooks with papermill and render reports")
+    run = sub.add_parser("run", help="execute the four notebooks with papermill and render "
+                                     "reports")
     run.add_argument("--data", help="dataset root (meta/esc50.csv and audio/)")
     run.add_argument("--profile", help="quick (minutes on a CPU) or full (meant for a GPU)")
     run.add_argument("--out", help="report folder (default reports/latest)")
-    run.add_argument("--artifacts", help="artifacts folder shared by the notebooks (default artifacts)")
+    run.add_argument("--artifacts",
+                     help="artifacts folder shared by the notebooks (default artifacts)")
     run.add_argument("--config", help="YAML file of parameters (any notebook parameter)")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                      help="a notebook parameter, e.g. -p seed 1 (repeatable)")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import CLIP_FRAMES, SAMPLE_RATE
+
 # soundfile and soxr are imported where they are used: training from a feature pack
 # (esc50kit.packs) imports this module but reads no audio, and the GPU machines it is
 # meant for have no audio libraries installed.
@@ -19,10 +21,9 @@ PAD_MODES = ("constant", "wrap")
 # read here sound the same as clips read by librosa.
 RESAMPLE_QUALITY = "HQ"
 # Largest sample magnitude accepted from a float file (1.0 is full scale). Float WAVs may
-# go a little past full scale (headroom before a limiter), but 1e3 is 60 dB above it:
-# no recording is that loud, while a file of the wrong byte order or of uninitialised
-# memory is. Such samples would reach the features as +60 dB or, squared in the power
-# spectrum, overflow float32 to inf. Integer PCM files cannot exceed full scale.
+# go a little past full scale, but 1e3 is 60 dB above it: no recording is that loud, while
+# a file of the wrong byte order or of uninitialised memory is, and squared in the power
+# spectrum it would overflow float32 to inf. Integer PCM files cannot exceed full scale.
 MAX_ABS_SAMPLE = 1e3
 
 
@@ -40,20 +41,19 @@ class AudioReadError(RuntimeError):
 
 
 def sample_problem(data: np.ndarray) -> str | None:
-    """What makes decoded samples unusable, or None: a NaN or infinite sample, or one
-    beyond ``MAX_ABS_SAMPLE``.
+    """What makes decoded samples unusable (a NaN, an infinity, a sample beyond
+    ``MAX_ABS_SAMPLE``), or None.
 
     Args:
-        data: samples of any shape, e.g. (samples, channels); integer arrays always pass.
+        data: shape (samples,) or (samples, channels); integer arrays always pass.
     """
     if data.dtype.kind in "iub" or data.size == 0:
         return None
     finite = np.isfinite(data)
     if not finite.all():
-        bad = np.flatnonzero(~finite.reshape(len(data), -1).all(axis=1)) if data.ndim > 1 \
-            else np.flatnonzero(~finite)
+        first = np.argmin(finite.reshape(len(data), -1).all(axis=1))  # the first bad frame
         return (f"{int((~finite).sum())} sample(s) are NaN or infinite (the first at frame "
-                f"{int(bad[0])}); the file is damaged or was written from a failed computation")
+                f"{int(first)}); the file is damaged or was written from a failed computation")
     peak = float(np.abs(data).max())
     if peak > MAX_ABS_SAMPLE:
         return (f"samples reach {peak:.3g}, beyond the accepted magnitude {MAX_ABS_SAMPLE:g} "
@@ -73,7 +73,7 @@ def _open_problem(path: str | Path, exc: BaseException) -> str:
 
 
 def n_samples(*, sr: int, duration: float) -> int:
-    """Number of samples of a clip of ``duration`` seconds at ``sr`` Hz: ``round(sr * duration)``."""
+    """Samples in ``duration`` seconds at ``sr`` Hz: ``round(sr * duration)``."""
     return int(round(sr * duration))
 
 
@@ -82,7 +82,6 @@ def fix_length(y: np.ndarray, *, size: int, pad_mode: str = "constant") -> np.nd
 
     Args:
         y: waveform(s), shape (..., samples).
-        size: target number of samples.
         pad_mode: ``"constant"`` pads with zeros (silence); ``"wrap"`` repeats the clip.
 
     Returns:
@@ -91,14 +90,10 @@ def fix_length(y: np.ndarray, *, size: int, pad_mode: str = "constant") -> np.nd
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode={pad_mode!r} is not supported; choose one of {PAD_MODES}")
     n = y.shape[-1]
-    if n == size:
-        return y
-    if n > size:
+    if n >= size:
         return y[..., :size]
     width = [(0, 0)] * (y.ndim - 1) + [(0, size - n)]
-    if pad_mode == "wrap" and n > 0:
-        return np.pad(y, width, mode="wrap")
-    return np.pad(y, width, mode="constant")
+    return np.pad(y, width, mode="wrap" if pad_mode == "wrap" and n > 0 else "constant")
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -111,33 +106,32 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
         return np.asarray(y, dtype=np.float32)
     import soxr
 
-    out = soxr.resample(y, orig_sr, target_sr, quality=RESAMPLE_QUALITY)
-    return np.asarray(out, dtype=np.float32)
+    return np.asarray(soxr.resample(y, orig_sr, target_sr, quality=RESAMPLE_QUALITY),
+                      dtype=np.float32)
 
 
 def load_audio(
     path: str | Path,
     *,
     sr: int = 22050,
-    duration: float | None = 5.0,
+    duration: float | None = CLIP_FRAMES / SAMPLE_RATE,
     pad_mode: str = "constant",
 ) -> np.ndarray:
     """Read a clip as mono float32 at ``sr`` Hz, padded or cropped to ``duration`` seconds.
 
     Stereo files are averaged to mono; a file at another rate is resampled with soxr.
-    ESC-50 clips are already 5 s long; shorter clips are padded with silence by default
-    rather than looped, because looping invents a repetition the sound did not have and
-    doubles short events (``pad_mode="wrap"`` is kept as an explicit choice).
+    Short clips are padded with silence by default rather than looped: looping invents a
+    repetition the sound did not have and doubles short events (``pad_mode="wrap"``).
 
     Args:
         path: audio file readable by libsndfile (WAV, FLAC, OGG, ...).
-        sr: target sample rate in Hz.
-        duration: target length in seconds; ``None`` keeps the natural length.
+        duration: target length in seconds (default the ESC-50 clip's 5 s); ``None``
+            keeps the natural length.
         pad_mode: ``"constant"`` (zeros) or ``"wrap"`` (repeat the clip).
 
     Returns:
-        np.ndarray, shape (round(sr * duration),) or (natural samples,), float32, finite: in [-1, 1] for
-        integer files, within +-``MAX_ABS_SAMPLE`` for float files.
+        np.ndarray, shape (round(sr * duration),) or (natural samples,), float32, finite:
+        in [-1, 1] for integer files, within +-``MAX_ABS_SAMPLE`` for float files.
 
     Raises:
         AudioReadError: the file is missing, truncated, not audio, holds no samples, or
@@ -155,21 +149,17 @@ def load_audio(
     try:
         with sf.SoundFile(str(path)) as fh:
             file_sr = fh.samplerate
-            # 16-bit files (all of ESC-50) are read as int16 and scaled here: libsndfile's
+            # 16-bit files (all of ESC-50) are read as int16 and scaled below: libsndfile's
             # own float conversion is several times slower. Other formats read as float32.
-            if fh.subtype == "PCM_16":
-                data = fh.read(dtype="int16", always_2d=True)
-                problem = None  # integer samples: finite and within full scale
-                data = data.astype(np.float32) * np.float32(1 / 32768)
-            else:
-                data = fh.read(dtype="float32", always_2d=True)
-                problem = sample_problem(data)
+            pcm16 = fh.subtype == "PCM_16"
+            data = fh.read(dtype="int16" if pcm16 else "float32", always_2d=True)
     except Exception as exc:  # libsndfile reports missing, truncated and foreign files alike
         raise AudioReadError(path, _open_problem(path, exc)) from exc
-    if data.shape[0] == 0:
-        raise AudioReadError(path, "the file holds no samples")
+    problem = "the file holds no samples" if data.shape[0] == 0 else sample_problem(data)
     if problem is not None:
         raise AudioReadError(path, problem)
+    if pcm16:
+        data = data.astype(np.float32) * np.float32(1 / 32768)
     # (samples, channels) -> (samples,)
     y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     y = resample(np.ascontiguousarray(y), orig_sr=int(file_sr), target_sr=sr)

@@ -1,35 +1,24 @@
 """One error boundary for every command-line entry point.
 
-``python -m esc50kit run|predict|pack``, ``download_data.py`` and the ``main`` of each
-script in ``benchmarks/`` are wrapped in :func:`entry_point`, so a known fault ends the
-same way everywhere, as one or two lines on stderr, never a traceback:
+``python -m esc50kit run|predict|pack``, ``download_data.py`` and each ``benchmarks/``
+script's ``main`` are wrapped in :func:`entry_point`, so a known fault ends as one or two
+lines on stderr, never a traceback, with the exit status:
 
-======  ==================================================================================
-exit    meaning
-======  ==================================================================================
-0       success
-1       the command started, then a step failed: a file-system fault (``OSError``: a full
-        disk, a read-only folder, a path under a file, ...), a download
-        (``DownloadError``), a notebook of the chain (``ChainError``), training that
-        diverged, pretrained weights that cannot be fetched; ``predict`` also exits 1
-        when some of its files could not be classified (the others are printed)
-2       the input was refused before any result was written: a bad value or argument
-        (``ValueError``, argparse's usage errors, a script's ``SystemExit("...")``), a
-        dataset table that does not validate (``DatasetError``), an unreadable,
-        empty or non-finite audio file (``AudioReadError``), a leaking split
-        (``LeakageError``), a split whose score would mean nothing (``SplitError``: a
-        class without training clips, an empty or tiny scored fold, one class, a mode's
-        fold missing), a missing or inconsistent run folder (``RunFolderError``)
-130     Ctrl-C: ``interrupted; run the same command again to resume`` (every long step
-        writes atomically and resumes)
-======  ==================================================================================
+- 0: success.
+- 1: a step failed after the command started: a file-system fault (``OSError``: full disk,
+  read-only folder, a path under a file, ...), ``DownloadError``, ``ChainError`` (a
+  notebook), diverged training, unavailable pretrained weights; also ``predict`` when some
+  files could not be classified (the others are printed).
+- 2: the input was refused before any result was written: ``ValueError``, argparse's usage
+  errors, a script's ``SystemExit("...")``, ``DatasetError``, ``AudioReadError``,
+  ``LeakageError``, ``SplitError`` (a split whose score would mean nothing),
+  ``RunFolderError``.
+- 130: Ctrl-C (every long step writes atomically, so the same command resumes).
 
-Any other exception is a bug and keeps its traceback. ``--debug`` (or the environment
-variable ``ESC50KIT_DEBUG=1``) shows the traceback of known errors too.
-
-The package's error classes are looked up in ``sys.modules`` when an error is caught, so
-this module imports nothing heavy: an error of a module that was never imported cannot
-have been raised.
+Any other exception is a bug and keeps its traceback; ``--debug`` (or ``ESC50KIT_DEBUG=1``)
+shows the traceback of known errors too. The error classes are looked up in
+``sys.modules`` when caught, so this module imports nothing heavy: a module never imported
+cannot have raised.
 """
 from __future__ import annotations
 
@@ -49,8 +38,7 @@ INTERRUPTED_MESSAGE = "interrupted; run the same command again to resume"
 # (module, class): checked in this order, so a subclass listed first wins.
 _BAD_INPUT = (("esc50kit.data", "DatasetError"), ("esc50kit.audio", "AudioReadError"),
               ("esc50kit.splits", "LeakageError"), ("esc50kit.splits", "SplitError"),
-              ("esc50kit.predict", "RunFolderError"),
-              ("builtins", "ValueError"))
+              ("esc50kit.run_folder", "RunFolderError"), ("builtins", "ValueError"))
 _FAILED = (("esc50kit.download", "DownloadError"), ("esc50kit.pipeline", "ChainError"),
            ("esc50kit.training", "TrainingDivergedError"),
            ("esc50kit.models", "WeightsUnavailableError"), ("builtins", "OSError"))
@@ -71,10 +59,9 @@ def exit_code(exc: BaseException) -> int | None:
     """The exit status of a known error (see the module docstring), None for a bug."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, _classes(_BAD_INPUT)):
-        return EXIT_BAD_INPUT
-    if isinstance(exc, _classes(_FAILED)):
-        return EXIT_FAILED
+    for names, code in ((_BAD_INPUT, EXIT_BAD_INPUT), (_FAILED, EXIT_FAILED)):
+        if isinstance(exc, _classes(names)):
+            return code
     return None
 
 

@@ -10,7 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
+
+from .data import CLIP_FRAMES, SAMPLE_RATE
 
 STAT_COLUMNS = (
     "readable", "samplerate", "channels", "duration_s", "peak", "rms_dbfs",
@@ -20,12 +21,10 @@ SILENCE_DBFS = -60.0  # frames quieter than this count as silent
 
 
 def clip_stats(path: str, *, frame: int = 2048) -> dict:
-    """Integrity and simple acoustic statistics of one file (never raises).
+    """Integrity and simple acoustic statistics of one file, keyed by :data:`STAT_COLUMNS`.
+    Never raises: a file that cannot be decoded gives ``readable=False`` and its ``error``."""
+    import soundfile as sf  # here: the notebooks' figures below need no audio library
 
-    Returns:
-        dict with the keys of :data:`STAT_COLUMNS`; ``readable=False`` and ``error`` set
-        when the file cannot be decoded.
-    """
     try:
         y, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as exc:  # report, do not stop: this is an integrity survey
@@ -56,11 +55,7 @@ def clip_stats(path: str, *, frame: int = 2048) -> dict:
 
 
 def dataset_stats(df: pd.DataFrame, *, n_jobs: int | None = None) -> pd.DataFrame:
-    """:func:`clip_stats` of every row, in parallel, joined to the table.
-
-    Returns:
-        pd.DataFrame: ``df`` with the columns of :data:`STAT_COLUMNS` added.
-    """
+    """``df`` with the :func:`clip_stats` of every row (computed in parallel) joined on."""
     n_jobs = n_jobs or os.cpu_count() or 1
     paths = df["path"].tolist()
     if n_jobs > 1 and len(paths) > 50:
@@ -72,12 +67,10 @@ def dataset_stats(df: pd.DataFrame, *, n_jobs: int | None = None) -> pd.DataFram
     return pd.concat([df, stats], axis=1)
 
 
-def integrity_report(stats: pd.DataFrame, *, sr: int = 44100, duration: float = 5.0) -> pd.DataFrame:
-    """Rows that break the ESC-50 format: unreadable, not ``sr`` Hz mono, not ``duration`` s.
-
-    Returns:
-        pd.DataFrame: ``filename`` and ``problem`` per offending file (empty when all is well).
-    """
+def integrity_report(stats: pd.DataFrame, *, sr: int = SAMPLE_RATE,
+                     duration: float = CLIP_FRAMES / SAMPLE_RATE) -> pd.DataFrame:
+    """``filename`` and ``problem`` of each file that breaks the ESC-50 format: unreadable,
+    not ``sr`` Hz mono, not ``duration`` s (no rows when all is well)."""
     problems = []
     for row in stats.itertuples():
         if not row.readable:
@@ -99,8 +92,6 @@ def per_category(stats: pd.DataFrame, column: str) -> pd.DataFrame:
                         "min": g.min(), "max": g.max()})
     return out.sort_values("median")
 
-
-# --- figures: each draws on the Axes it is given ------------------------------------------
 
 def plot_class_fold_balance(df: pd.DataFrame, ax):
     """Heatmap of clips per category (rows) and fold (columns)."""
@@ -163,14 +154,11 @@ def plot_spectrogram(S: np.ndarray, *, sr: int, hop_length: int, ax, title: str 
 
 
 def category_gallery(df: pd.DataFrame, *, config, per_row: int = 5, seed: int = 0):
-    """One clip per category: waveform above its log-mel spectrogram.
+    """One clip per category: waveform above its log-mel spectrogram. Returns a Figure.
 
     Args:
         df: the table (``path``, ``category``).
         config: :class:`esc50kit.features.FeatureConfig` used for the spectrograms.
-
-    Returns:
-        matplotlib Figure.
     """
     import matplotlib.pyplot as plt
 
@@ -178,23 +166,22 @@ def category_gallery(df: pd.DataFrame, *, config, per_row: int = 5, seed: int = 
     from .features import compute
 
     picks = df.groupby("category", sort=True).sample(1, random_state=seed)
-    n = len(picks)
-    rows = int(np.ceil(n / per_row))
-    fig, axes = plt.subplots(2 * rows, per_row, figsize=(3 * per_row, 3.2 * rows), layout="constrained",
-                             gridspec_kw={"height_ratios": [1, 2] * rows}, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    rows = int(np.ceil(len(picks) / per_row))
+    fig, axes = plt.subplots(2 * rows, per_row, figsize=(3 * per_row, 3.2 * rows),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 2] * rows})
     for i, row in enumerate(picks.itertuples()):
         r, c = divmod(i, per_row)
         y = load_audio(row.path, sr=config.sr, duration=config.duration)
         top, bottom = axes[2 * r, c], axes[2 * r + 1, c]
-        top.set_axis_on()
-        bottom.set_axis_on()
         plot_waveform(y, sr=config.sr, ax=top, title=row.category)
         top.set(xlabel="", ylabel="")
         # one colour scale for every clip (dB re full scale), so loudness compares across classes
-        plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length, ax=bottom,
-                         vmin=config.floor_db, vmax=0.0)
+        plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length,
+                         ax=bottom, vmin=config.floor_db, vmax=0.0)
+    for ax in axes.flat:
+        if not ax.has_data():  # the grid's cells after the last category
+            ax.set_axis_off()
     fig.colorbar(axes[1, 0].images[0], ax=axes, label="dB re full scale (every spectrogram)",
                  shrink=0.3, location="top", aspect=40)
     return fig

@@ -18,27 +18,25 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 PROB_PREFIX = "prob_"
 
-# Published reference points (accuracy on the official 5-fold protocol).
-# Human listeners: K. J. Piczak, "ESC: Dataset for Environmental Sound Classification",
-# ACM MM 2015. Seed projects: the three projects this package was seeded from.
-# Protocols: "listening" (people labelling the clips, no training split), "one split"
-# (one test fold), "cv" (mean over the official folds). The seed projects' figures are
-# each on one split of ESC-50.
-REFERENCE_POINTS: tuple[dict, ...] = (
-    {"system": "human listeners (Piczak 2015)", "dataset": "ESC-10", "accuracy": 0.957,
-     "protocol": "listening"},
-    {"system": "human listeners (Piczak 2015)", "dataset": "ESC-50", "accuracy": 0.813,
-     "protocol": "listening"},
-    {"system": "seed project 1", "dataset": "ESC-50", "accuracy": 0.730, "protocol": "one split"},
-    {"system": "seed project 2", "dataset": "ESC-50", "accuracy": 0.709, "protocol": "one split"},
-    {"system": "seed project 3", "dataset": "ESC-50", "accuracy": 0.655, "protocol": "one split"},
+# Published reference points. Human listeners: K. J. Piczak, "ESC: Dataset for
+# Environmental Sound Classification", ACM MM 2015; seed projects: the three this package
+# was seeded from, each on one split of ESC-50. Protocols: "listening" (people labelling
+# the clips, no training split), "one split" (one test fold), "cv" (mean over the folds).
+REFERENCE_POINTS: tuple[dict, ...] = tuple(
+    dict(zip(("system", "dataset", "accuracy", "protocol"), row)) for row in (
+        ("human listeners (Piczak 2015)", "ESC-10", 0.957, "listening"),
+        ("human listeners (Piczak 2015)", "ESC-50", 0.813, "listening"),
+        ("seed project 1", "ESC-50", 0.730, "one split"),
+        ("seed project 2", "ESC-50", 0.709, "one split"),
+        ("seed project 3", "ESC-50", 0.655, "one split"),
+    )
 )
 
 
 def predictions_frame(
     rows: pd.DataFrame, probs: np.ndarray, class_names: Sequence[str], *, role: str | Sequence[str]
 ) -> pd.DataFrame:
-    """The predictions table of scored clips.
+    """The predictions table (the module docstring's columns) of scored clips.
 
     Args:
         rows: the metadata rows scored (``filename``, ``fold``, ``label``), in the order
@@ -46,9 +44,6 @@ def predictions_frame(
         probs: shape (N, n_classes), class probabilities.
         class_names: names ordered by label.
         role: ``"test"``/``"val"`` for all rows, or one role per row.
-
-    Returns:
-        pd.DataFrame with the columns described in the module docstring.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.shape != (len(rows), len(class_names)):
@@ -64,9 +59,9 @@ def predictions_frame(
         "fold": rows["fold"].to_numpy(dtype=int),
         "role": role if isinstance(role, str) else list(role),
         "true_label": true,
-        "true_class": names[true] if len(true) else [],
+        "true_class": names[true],
         "pred_label": pred,
-        "pred_class": names[pred] if len(pred) else [],
+        "pred_class": names[pred],
     })
     for k, name in enumerate(class_names):
         out[f"{PROB_PREFIX}{name}"] = probs[:, k]
@@ -79,11 +74,7 @@ def class_names_of(pred: pd.DataFrame) -> list[str]:
 
 
 def scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
-    """Accuracy and macro-averaged F1 (sklearn's definitions; absent classes count as 0).
-
-    Returns:
-        dict with ``accuracy``, ``macro_f1`` and ``n``.
-    """
+    """``accuracy``, ``macro_f1`` (sklearn's; absent classes count as 0) and ``n``."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) == 0:
         raise ValueError("no predictions to score")
@@ -95,12 +86,8 @@ def scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
 
 
 def report(pred: pd.DataFrame, class_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per-class precision, recall, F1 and support (scikit-learn's classification report).
-
-    Returns:
-        pd.DataFrame indexed by class name, plus ``accuracy``, ``macro avg`` and
-        ``weighted avg`` rows.
-    """
+    """Per-class precision, recall, F1 and support (scikit-learn's classification report),
+    indexed by class name, plus ``accuracy``, ``macro avg`` and ``weighted avg`` rows."""
     names = list(class_names) if class_names is not None else class_names_of(pred)
     d = classification_report(pred["true_label"], pred["pred_label"], labels=range(len(names)),
                               target_names=names, output_dict=True, zero_division=0)
@@ -128,40 +115,26 @@ def confusion(pred: pd.DataFrame, class_names: Sequence[str] | None = None, *,
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros(cm.shape, dtype=float), where=totals > 0)
-    df = pd.DataFrame(cm, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
-    return df
+    return pd.DataFrame(cm, index=pd.Index(names, name="true"),
+                        columns=pd.Index(names, name="predicted"))
 
 
 def most_confused(pred: pd.DataFrame, class_names: Sequence[str] | None = None, *,
                   top: int = 10) -> pd.DataFrame:
-    """The off-diagonal cells of the confusion matrix with the most clips.
-
-    Returns:
-        pd.DataFrame with ``true``, ``predicted``, ``count`` and ``rate`` (share of the
-        true class's clips), largest first; at most ``top`` rows, zero counts left out.
-    """
-    counts = confusion(pred, class_names)
-    rates = confusion(pred, class_names, normalize=True)
-    rows = [
-        {"true": t, "predicted": p, "count": int(counts.loc[t, p]), "rate": float(rates.loc[t, p])}
-        for t in counts.index for p in counts.columns if t != p and counts.loc[t, p] > 0
-    ]
-    out = pd.DataFrame(rows, columns=["true", "predicted", "count", "rate"])
+    """The ``top`` off-diagonal cells of the confusion matrix by clips, zero counts left
+    out: ``true``, ``predicted``, ``count`` and ``rate`` (share of the true class's clips)."""
+    cells = pd.concat({"count": confusion(pred, class_names).stack(),
+                       "rate": confusion(pred, class_names, normalize=True).stack()},
+                      axis=1).reset_index()  # one row per (true, predicted)
+    out = cells[(cells["true"] != cells["predicted"]) & (cells["count"] > 0)]
     return out.sort_values(["count", "rate", "true", "predicted"],
                            ascending=[False, False, True, True]).head(top).reset_index(drop=True)
 
 
 def split_scores(pred: pd.DataFrame, *, by: str = "split", role: str | None = "test") -> pd.DataFrame:
-    """Accuracy and macro-F1 of each split (or fold) of a concatenated predictions table.
-
-    Args:
-        by: the column that names the groups (``split`` in a run's ``predictions.csv``,
-            or ``fold``).
-        role: keep rows of this role only (None: all rows).
-
-    Returns:
-        pd.DataFrame, one row per group: ``accuracy``, ``macro_f1``, ``n``.
-    """
+    """:func:`scores` (``accuracy``, ``macro_f1``, ``n``) of each group of a concatenated
+    predictions table: by ``split`` (a run's ``predictions.csv``) or ``fold``, of the rows
+    of one ``role`` (None: all rows)."""
     if role is not None:
         pred = pred[pred["role"] == role]
     rows = {key: scores(g["true_label"], g["pred_label"]) for key, g in pred.groupby(by, sort=True)}
@@ -177,8 +150,7 @@ def average_predictions(tables: Sequence[pd.DataFrame], *,
     validation fold on its own; averaging chooses nothing, so the test rows stay clean.
 
     Returns:
-        pd.DataFrame: the first table's rows, with averaged ``prob_*`` columns and
-        ``pred_label`` / ``pred_class`` recomputed from them.
+        the first table's rows, ``prob_*`` averaged, ``pred_label``/``pred_class`` recomputed.
     """
     if not tables:
         raise ValueError("no predictions tables to average")
@@ -190,12 +162,13 @@ def average_predictions(tables: Sequence[pd.DataFrame], *,
     total = base[cols].to_numpy(dtype=np.float64).copy()
     for i, t in enumerate(tables[1:], start=2):
         if class_names_of(t) != names or len(t) != len(base):
-            raise ValueError(f"predictions table {i} scores other classes or another number of clips")
+            raise ValueError(f"predictions table {i} scores other classes or another number "
+                             "of clips")
         other = t.set_index(keys).reindex(index)
         if other[cols].isna().any().any():
             raise ValueError(f"predictions table {i} lacks some clips of the first table")
         total += other[cols].to_numpy(dtype=np.float64)
-    probs = total / len(tables)
+    probs = total / len(tables)  # (clips, classes)
     out = base.copy()
     out[cols] = probs
     out["pred_label"] = probs.argmax(axis=1)
@@ -229,8 +202,7 @@ def comparison_table(accuracy: float, *, dataset: str, system: str = "esc50kit (
     the whole dataset) and other cross-validation means. A ``validation`` score chose
     the epoch, so it compares with nothing.
 
-    Args:
-        protocol: this run's, from :func:`run_protocol`.
+    ``protocol`` is this run's, from :func:`run_protocol`.
 
     Returns:
         pd.DataFrame with ``system``, ``dataset``, ``protocol``, ``accuracy``, ``std`` and
@@ -243,4 +215,4 @@ def comparison_table(accuracy: float, *, dataset: str, system: str = "esc50kit (
     like = {"cv": {"cv", "listening"}, "one split": {"one split"}}.get(protocol, set())
     df["comparable"] = (df["dataset"] == dataset) & df["protocol"].isin(like)
     df.loc[df["system"] == system, "comparable"] = protocol in like
-    return df.sort_values(["comparable", "accuracy"], ascending=[False, False]).reset_index(drop=True)
+    return df.sort_values(["comparable", "accuracy"], ascending=False).reset_index(drop=True)

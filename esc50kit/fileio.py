@@ -59,9 +59,6 @@ def atomic_write_csv(df, path: str | Path) -> Path:
     return Path(path)
 
 
-# ---------------------------------------------------------------- file-system faults, in words
-
-
 def _free_space(path: Path) -> str:
     """Free space on the disk holding ``path`` (its nearest existing folder), e.g. '12.0 MiB'."""
     for folder in (path, *path.parents):
@@ -97,11 +94,9 @@ def os_error_advice(exc: BaseException, path: str | Path | None = None) -> str:
     if code == errno.EEXIST:
         kind = "a file" if path.is_file() else "a folder" if path.is_dir() else "there"
         return f"{path} already exists ({kind}): remove it, or choose another path."
-    if code == errno.EISDIR:
-        return f"{path} is a folder: give the path of a file."
-    if code == errno.ENOENT:
-        return f"{path} does not exist: check the path."
-    return f"Check {path} and its folder."
+    return {errno.EISDIR: f"{path} is a folder: give the path of a file.",
+            errno.ENOENT: f"{path} does not exist: check the path."
+            }.get(code, f"Check {path} and its folder.")
 
 
 class WriteError(OSError):

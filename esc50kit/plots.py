@@ -20,44 +20,32 @@ def _axes(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.subplots()[1]
 
 
-def _validated(history: pd.DataFrame) -> bool:
-    """False for a run without a validation fold (refit mode: its columns are NaN)."""
-    return bool(history["val_acc"].notna().any())
-
-
-def _mark_best(ax: Axes, history: pd.DataFrame) -> None:
-    if not len(history):
-        return
-    if _validated(history):
-        best = history.loc[history["val_acc"].idxmax()]
-        ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"best val (epoch {int(best['epoch'])})")
-    else:  # refit: the recipe's fixed epoch count, the last weights kept
-        ax.axvline(history["epoch"].iloc[-1], color="grey", ls=":", lw=1,
+def _plot_curves(history: pd.DataFrame, ax: Axes | None, metric: str, **labels) -> Axes:
+    """``train_<metric>`` and ``val_<metric>`` per epoch, the kept epoch marked."""
+    ax = _axes(ax)
+    epochs = history["epoch"]
+    ax.plot(epochs, history[f"train_{metric}"], label="train (augmented)")
+    if history["val_acc"].notna().any():  # refit mode has no validation fold: NaN columns
+        ax.plot(epochs, history[f"val_{metric}"], label="validation")
+        best = int(history.loc[history["val_acc"].idxmax(), "epoch"])
+        ax.axvline(best, color="grey", ls=":", lw=1, label=f"best val (epoch {best})")
+    elif len(history):  # refit: the recipe's fixed epoch count, the last weights kept
+        ax.axvline(epochs.iloc[-1], color="grey", ls=":", lw=1,
                    label="last epoch (kept; no validation fold)")
+    ax.set(xlabel="epoch", **labels)
+    ax.legend()
+    return ax
 
 
 def plot_loss(history: pd.DataFrame, ax: Axes | None = None, *, title: str = "Loss") -> Axes:
     """Training and validation loss per epoch (from ``history.csv``)."""
-    ax = _axes(ax)
-    ax.plot(history["epoch"], history["train_loss"], label="train (augmented)")
-    if _validated(history):
-        ax.plot(history["epoch"], history["val_loss"], label="validation")
-    _mark_best(ax, history)
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title=title)
-    ax.legend()
-    return ax
+    return _plot_curves(history, ax, "loss", ylabel="cross-entropy", title=title)
 
 
-def plot_accuracy(history: pd.DataFrame, ax: Axes | None = None, *, title: str = "Accuracy") -> Axes:
+def plot_accuracy(history: pd.DataFrame, ax: Axes | None = None, *,
+                  title: str = "Accuracy") -> Axes:
     """Training and validation accuracy per epoch."""
-    ax = _axes(ax)
-    ax.plot(history["epoch"], history["train_acc"], label="train (augmented)")
-    if _validated(history):
-        ax.plot(history["epoch"], history["val_acc"], label="validation")
-    _mark_best(ax, history)
-    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title)
-    ax.legend()
-    return ax
+    return _plot_curves(history, ax, "acc", ylabel="accuracy", ylim=(0, 1.02), title=title)
 
 
 def plot_lr(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -68,7 +56,8 @@ def plot_lr(history: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_training_curves(history: pd.DataFrame, axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
+def plot_training_curves(history: pd.DataFrame,
+                         axes: Sequence[Axes] | None = None) -> Sequence[Axes]:
     """Loss, accuracy and the learning rate side by side on three Axes (created when not
     given; with two, the learning rate is left out)."""
     if axes is None:
@@ -98,21 +87,22 @@ def plot_confusion(cm: pd.DataFrame, ax: Axes | None = None, *, title: str | Non
     return ax
 
 
-def plot_per_class(report: pd.DataFrame, ax: Axes | None = None, *, metric: str = "f1-score") -> Axes:
+def plot_per_class(report: pd.DataFrame, ax: Axes | None = None, *,
+                   metric: str = "f1-score") -> Axes:
     """Horizontal bars of one per-class metric of :func:`esc50kit.evaluation.report`."""
     ax = _axes(ax)
-    per_class = report.drop(index=[i for i in ("accuracy", "macro avg", "weighted avg") if i in report.index])
+    per_class = report.drop(index=["accuracy", "macro avg", "weighted avg"], errors="ignore")
     per_class = per_class.sort_values(metric)
     ax.barh(per_class.index.astype(str), per_class[metric])
     ax.set(xlabel=metric, xlim=(0, 1), title=f"Per-class {metric}")
     return ax
 
 
-def plot_fold_scores(fold_scores: pd.DataFrame, ax: Axes | None = None, *, metric: str = "accuracy") -> Axes:
+def plot_fold_scores(fold_scores: pd.DataFrame, ax: Axes | None = None, *,
+                     metric: str = "accuracy") -> Axes:
     """One bar per split/fold with the mean as a line (:func:`evaluation.split_scores`)."""
     ax = _axes(ax)
-    labels = [str(i) for i in fold_scores.index]
-    ax.bar(labels, fold_scores[metric])
+    ax.bar(fold_scores.index.astype(str), fold_scores[metric])
     mean = fold_scores[metric].mean()
     ax.axhline(mean, color="k", ls="--", lw=1, label=f"mean {mean:.3f}")
     ax.set(ylabel=metric, ylim=(0, 1), title=f"Test {metric} per split")
@@ -123,8 +113,9 @@ def plot_fold_scores(fold_scores: pd.DataFrame, ax: Axes | None = None, *, metri
 def plot_comparison(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Bars of :func:`esc50kit.evaluation.comparison_table`, comparable rows highlighted."""
     ax = _axes(ax)
-    labels = [f"{s} [{d}, {p}]" for s, d, p in zip(table["system"], table["dataset"], table["protocol"])]
-    colors = ["tab:blue" if c else "lightgrey" for c in table["comparable"]]
-    ax.barh(labels[::-1], table["accuracy"].to_numpy()[::-1], color=colors[::-1])
+    rows = table[::-1]  # barh draws bottom-up: the first row on top
+    labels = rows["system"] + " [" + rows["dataset"] + ", " + rows["protocol"] + "]"
+    ax.barh(labels.to_numpy(), rows["accuracy"].to_numpy(),
+            color=np.where(rows["comparable"], "tab:blue", "lightgrey"))
     ax.set(xlabel="accuracy", xlim=(0, 1), title="Against the reference points")
     return ax

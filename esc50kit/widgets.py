@@ -7,36 +7,33 @@ Embedded audio is resampled to :data:`LISTEN_RATE` to keep reports small.
 """
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython import display as ipd  # called as ipd.display: tests patch it
+
+from . import augment
+from .audio import AudioReadError, fix_length, load_audio, resample
+from .eda import plot_spectrogram, plot_waveform
+from .features import compute
 
 LISTEN_RATE = 11025  # Hz of embedded audio players: 5 s of 16-bit audio is about 110 kB
 
 
 def listen(y: np.ndarray, *, sr: int, rate: int = LISTEN_RATE):
-    """An audio player for a waveform, resampled to ``rate`` and normalised.
-
-    Args:
-        y: shape (samples,).
-    """
-    from IPython.display import Audio
-
-    from .audio import resample
-
+    """An audio player for a waveform ``y``, shape (samples,), resampled to ``rate``."""
     small = resample(np.asarray(y, dtype=np.float32), orig_sr=sr, target_sr=rate)
-    return Audio(small, rate=rate, normalize=True)
+    return ipd.Audio(small, rate=rate, normalize=True)
 
 
 def clip_figure(y: np.ndarray, *, config, title: str = ""):
     """Waveform above log-mel spectrogram of one clip. Returns a matplotlib Figure."""
-    import matplotlib.pyplot as plt
-
-    from .eda import plot_spectrogram, plot_waveform
-    from .features import compute
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), height_ratios=[1, 2], layout="constrained")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), height_ratios=[1, 2],
+                                      layout="constrained")
     plot_waveform(y, sr=config.sr, ax=top, title=title)
     top.set_xlabel("")
     plot_spectrogram(compute(y, config), sr=config.sr, hop_length=config.hop_length, ax=bottom)
@@ -45,16 +42,19 @@ def clip_figure(y: np.ndarray, *, config, title: str = ""):
     return fig
 
 
-def _show_clip(path: str, *, config, title: str) -> None:
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    from .audio import load_audio
-
-    y = load_audio(path, sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
+def _display_clip(y: np.ndarray, *extra, config, title: str) -> None:
+    """Display :func:`clip_figure`, a player and ``extra`` objects below them."""
     fig = clip_figure(y, config=config, title=title)
-    display(fig, listen(y, sr=config.sr))
+    ipd.display(fig, listen(y, sr=config.sr), *extra)
     plt.close(fig)
+
+
+def _load(path: str, config) -> np.ndarray:
+    return load_audio(path, sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
+
+
+def _show_clip(path: str, *, config, title: str) -> None:
+    _display_clip(_load(path, config), config=config, title=title)
 
 
 class ClipExplorer:
@@ -95,56 +95,42 @@ class ClipExplorer:
 
 
 def clip_explorer(df: pd.DataFrame, *, config, interactive: bool, n_static: int = 3, seed: int = 0):
-    """The clip explorer, live or static.
-
-    Args:
-        df: the dataset table (``path``, ``category``, ``filename``, ``fold``).
-        config: :class:`esc50kit.features.FeatureConfig` of the spectrograms.
-        interactive: return the live widget; otherwise display ``n_static`` example clips.
-
-    Returns:
-        ClipExplorer when interactive, else None (the figures are displayed).
-    """
+    """The live :class:`ClipExplorer` (displayed and returned) when ``interactive``, else
+    ``n_static`` example clips of ``df`` (``path``, ``category``, ``filename``) displayed
+    as figures and players, and None."""
     if interactive:
         explorer = ClipExplorer(df, config=config)
-        from IPython.display import display
-
-        display(explorer.widget)
+        ipd.display(explorer.widget)
         return explorer
     picks = df.groupby("category").sample(1, random_state=seed).head(n_static)
     for row in picks.itertuples():
         _show_clip(row.path, config=config, title=f"{row.category}  ({row.filename})")
-    return None
 
-
-# --- augmentation playground ----------------------------------------------------------------
 
 def augment_examples(y: np.ndarray, *, sr: int, seed: int = 0, **settings) -> dict[str, np.ndarray]:
-    """Each waveform augmentation applied once to ``y`` with the given or default settings.
-
-    Settings: ``snr_db``, ``stretch``, ``semitones``, ``gain_db``, ``shift_s``.
+    """Each waveform augmentation applied once to ``y``, with the given or default
+    ``snr_db``, ``stretch``, ``semitones``, ``gain_db`` and ``shift_s``.
 
     Returns:
         dict name -> waveform, shape (samples,) (the original under ``"original"``).
     """
-    from . import augment
-    from .audio import fix_length
-
     rng = np.random.default_rng(seed)
     s = {"snr_db": 10.0, "stretch": 1.25, "semitones": 3.0, "gain_db": -12.0, "shift_s": 1.0,
          **settings}
-    n = len(y)
     return {
         "original": y,
         f"noise at {s['snr_db']:g} dB SNR": augment.add_noise(y, snr_db=s["snr_db"], rng=rng),
-        f"time stretch x{s['stretch']:g}": fix_length(augment.time_stretch(y, rate=s["stretch"]), size=n),
-        f"pitch shift {s['semitones']:+g} semitones": augment.pitch_shift(y, sr=sr, n_steps=s["semitones"]),
+        f"time stretch x{s['stretch']:g}":
+            fix_length(augment.time_stretch(y, rate=s["stretch"]), size=len(y)),
+        f"pitch shift {s['semitones']:+g} semitones":
+            augment.pitch_shift(y, sr=sr, n_steps=s["semitones"]),
         f"gain {s['gain_db']:+g} dB": augment.gain(y, db=s["gain_db"]),
         f"time shift {s['shift_s']:+g} s": augment.time_shift(y, shift=int(s["shift_s"] * sr)),
     }
 
 
-def spec_augment_example(S: np.ndarray, *, seed: int = 0, freq_width: int = 12, time_width: int = 24):
+def spec_augment_example(S: np.ndarray, *, seed: int = 0, freq_width: int = 12,
+                         time_width: int = 24):
     """SpecAugment masks on one spectrogram (n_mels, frames) -> the masked copy.
 
     Training masks normalised features with 0, their mean; on a dB picture the same mask
@@ -152,76 +138,58 @@ def spec_augment_example(S: np.ndarray, *, seed: int = 0, freq_width: int = 12, 
     """
     import torch
 
-    from . import augment
-
     g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(np.ascontiguousarray(S, dtype=np.float32))[None, None]  # (1, 1, mels, frames)
+    # (1, 1, mels, frames)
+    x = torch.from_numpy(np.ascontiguousarray(S, dtype=np.float32))[None, None]
     out = augment.spec_augment(x, freq_masks=2, freq_width=freq_width, time_masks=2,
                                time_width=time_width, value=float(x.mean()), generator=g)
     return out[0, 0].numpy()
 
 
 def augmentation_gallery(y: np.ndarray, *, config, seed: int = 0, **settings):
-    """Static playground: every augmentation's spectrogram, and a player for each waveform.
-
-    Returns:
-        matplotlib Figure (the players, one per waveform augmentation and the original,
-        are displayed below it).
-    """
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    from .eda import plot_spectrogram
-    from .features import compute
-
+    """Static playground: a Figure (returned) of every augmentation's spectrogram, and
+    below it a player for the original and each waveform augmentation."""
     examples = augment_examples(y, sr=config.sr, seed=seed, **settings)
-    S = compute(y, config)
     panels = {name: compute(v, config) for name, v in examples.items()}
-    panels["SpecAugment (2 freq + 2 time masks)"] = spec_augment_example(S, seed=seed)
-    fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(4 * ((len(panels) + 1) // 2), 6),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    panels["SpecAugment (2 freq + 2 time masks)"] = spec_augment_example(panels["original"],
+                                                                          seed=seed)
+    cols = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(2, cols, figsize=(4 * cols, 6), squeeze=False)
     for ax, (name, spec) in zip(axes.flat, panels.items()):
-        ax.set_axis_on()
         plot_spectrogram(spec, sr=config.sr, hop_length=config.hop_length, ax=ax, title=name)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
     fig.tight_layout()
-    display(fig)
+    ipd.display(fig)
     plt.close(fig)
-    from IPython.display import HTML
-
     for name, wave in examples.items():
-        display(HTML(f"<b>{name}</b>"), listen(wave, sr=config.sr))
+        ipd.display(ipd.HTML(f"<b>{name}</b>"), listen(wave, sr=config.sr))
     return fig
 
 
 def augmentation_playground(df: pd.DataFrame, *, config, interactive: bool, seed: int = 0):
-    """Sliders for each augmentation on one clip; static gallery when not interactive.
-
-    Returns:
-        the ipywidgets box when interactive, else the gallery Figure.
-    """
-    from .audio import load_audio
-
+    """Sliders for each augmentation on one clip (returns the ipywidgets box), or the
+    static gallery's Figure when not ``interactive``."""
     row = df.sample(1, random_state=seed).iloc[0]
-    y = load_audio(row["path"], sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
+    y = _load(row["path"], config)
     if not interactive:
         return augmentation_gallery(y, config=config, seed=seed)
     import ipywidgets as w
-    from IPython.display import display
 
+    slider = w.FloatSlider
     sliders = {
-        "snr_db": w.FloatSlider(value=10, min=-5, max=40, step=1, description="SNR dB"),
-        "stretch": w.FloatSlider(value=1.2, min=0.7, max=1.5, step=0.05, description="stretch"),
-        "semitones": w.FloatSlider(value=2, min=-6, max=6, step=0.5, description="semitones"),
-        "gain_db": w.FloatSlider(value=-6, min=-24, max=12, step=1, description="gain dB"),
-        "shift_s": w.FloatSlider(value=0.5, min=-2.5, max=2.5, step=0.1, description="shift s"),
+        "snr_db": slider(value=10, min=-5, max=40, step=1, description="SNR dB"),
+        "stretch": slider(value=1.2, min=0.7, max=1.5, step=0.05, description="stretch"),
+        "semitones": slider(value=2, min=-6, max=6, step=0.5, description="semitones"),
+        "gain_db": slider(value=-6, min=-24, max=12, step=1, description="gain dB"),
+        "shift_s": slider(value=0.5, min=-2.5, max=2.5, step=0.1, description="shift s"),
     }
     out = w.interactive_output(
         lambda **s: augmentation_gallery(y, config=config, seed=seed, **s), sliders)
+    controls = list(sliders.values())
     box = w.VBox([w.HTML(f"<b>{row['category']}</b> ({row['filename']})"),
-                  w.HBox(list(sliders.values())[:3]), w.HBox(list(sliders.values())[3:]), out])
-    display(box)
+                  w.HBox(controls[:3]), w.HBox(controls[3:]), out])
+    ipd.display(box)
     return box
 
 
@@ -253,43 +221,26 @@ def _uploaded_files(value) -> list[tuple[str, bytes]]:
 
 def show_prediction(prediction, y: np.ndarray, *, config, top: int = 5) -> None:
     """Spectrogram, player and top classes of one classified recording."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    best = prediction.top(1)[0]
-    fig = clip_figure(y, config=config, title=f"{prediction.source}: {best[0]} ({best[1]:.2f})")
+    name, p = prediction.top(1)[0]
     table = pd.DataFrame(prediction.top(top), columns=["class", "probability"])
-    display(fig, listen(y, sr=config.sr),
-            table.style.format({"probability": "{:.3f}"}).hide(axis="index"))
-    plt.close(fig)
+    _display_clip(y, table.style.format({"probability": "{:.3f}"}).hide(axis="index"),
+                  config=config, title=f"{prediction.source}: {name} ({p:.2f})")
 
 
 def upload_error(name: str, reason: str, *, temp_path: str) -> str:
-    """What to tell the person whose upload could not be read: their file's name, not
-    the temporary copy's, and one sentence of advice."""
+    """Why an upload could not be read, naming the person's file (not the temporary copy)."""
     reason = re.sub(r"^\w+Error: ", "", reason.replace(temp_path, name)).strip().rstrip(".")
     return (f"{name} could not be read as audio ({reason}). "
             "Upload a WAV, FLAC or OGG recording.")
 
 
 def upload_classifier(classifier, *, top: int = 5):
-    """A FileUpload: drop a recording, see its spectrogram, hear it, read the prediction.
-
-    Args:
-        classifier: an :class:`esc50kit.predict.Classifier`.
-
-    Returns:
-        the ipywidgets box (displayed).
-    """
-    import os
-    import tempfile
-
+    """A FileUpload: drop a recording, see its spectrogram, hear it, read the prediction
+    of ``classifier`` (an :class:`esc50kit.predict.Classifier`). Returns the shown box."""
     import ipywidgets as w
-    from IPython.display import display
 
-    from .audio import AudioReadError, load_audio
-
-    upload = w.FileUpload(accept="audio/*,.wav,.flac,.ogg", multiple=False, description="audio file")
+    upload = w.FileUpload(accept="audio/*,.wav,.flac,.ogg", multiple=False,
+                          description="audio file")
     out = w.Output()
 
     def on_upload(change=None) -> None:
@@ -311,5 +262,5 @@ def upload_classifier(classifier, *, top: int = 5):
 
     upload.observe(on_upload, names="value")
     box = w.VBox([upload, out])
-    display(box)
+    ipd.display(box)
     return box
