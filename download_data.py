@@ -18,7 +18,7 @@ import argparse
 import logging
 import sys
 
-from esc50kit.cli import add_debug_flag, entry_point
+from esc50kit.errors import add_debug_flag, entry_point
 from esc50kit.data import URL
 from esc50kit.download import prepare_dataset, read_verified_summary
 
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@entry_point  # DownloadError, OSError: `error: ...`, exit 1; Ctrl-C: exit 130 (esc50kit.cli)
+@entry_point  # DownloadError, OSError: `error: ...`, exit 1; Ctrl-C: exit 130 (esc50kit.errors)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

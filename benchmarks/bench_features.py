@@ -31,7 +31,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from esc50kit.cli import add_debug_flag, entry_point
+from esc50kit.errors import add_debug_flag, entry_point
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ESC-10"
 
@@ -119,7 +119,7 @@ def _stage_costs(paths: list[str], config) -> dict:
     return {"read": read_ms, "resample": res_ms, "features": feat_ms, "rates": sorted(rates)}
 
 
-@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.errors)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,

@@ -29,7 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from esc50kit.cli import add_debug_flag, entry_point
+from esc50kit.errors import add_debug_flag, entry_point
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,7 +97,7 @@ def plain_loop(model, X, y, *, config, n_classes, device) -> float:
     return seen / (time.perf_counter() - t0)
 
 
-@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.errors)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch

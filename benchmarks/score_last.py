@@ -18,10 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from esc50kit.cli import add_debug_flag, entry_point
+from esc50kit.errors import add_debug_flag, entry_point
 
 
-@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.errors)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="finished run folders sharing their splits")

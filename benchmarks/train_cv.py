@@ -55,7 +55,7 @@ import os
 import sys
 import time
 
-from esc50kit.cli import add_debug_flag, entry_point
+from esc50kit.errors import add_debug_flag, entry_point
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,7 +120,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return out
 
 
-@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.cli)
+@entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.errors)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import predict
-from .cli import add_debug_flag, entry_point
+from .errors import add_debug_flag, entry_point
 
 
 def _load_params(args: argparse.Namespace) -> dict:
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; errors end as ``error: ...`` and an exit status (:mod:`esc50kit.cli`)."""
+    """Run a command; errors end as ``error: ...`` and an exit status (:mod:`esc50kit.errors`)."""
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,4 +1,4 @@
-"""The error boundary of the command lines (esc50kit.cli): exit codes, one-line messages
+"""The error boundary of the command lines (esc50kit.errors): exit codes, one-line messages
 that name the file, no traceback unless --debug, nothing written that claims a score."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from esc50kit import __main__ as cli_main
-from esc50kit.cli import DEBUG_ENV, INTERRUPTED_MESSAGE, entry_point, error_lines, exit_code
+from esc50kit.errors import DEBUG_ENV, INTERRUPTED_MESSAGE, entry_point, error_lines, exit_code
 from esc50kit.data import META_RELPATH, DatasetError
 from esc50kit.fileio import os_error_advice
 
@@ -90,7 +90,7 @@ def test_file_system_faults_name_the_path_and_what_to_do(tmp_path):
 def test_ctrl_c_exits_130_with_the_resume_message(tmp_path):
     script = textwrap.dedent("""
         import sys, time
-        from esc50kit.cli import entry_point
+        from esc50kit.errors import entry_point
         @entry_point
         def main(argv=None):
             print("ready", flush=True)
