@@ -1,16 +1,13 @@
-"""Data augmentation: waveform transforms, spectrogram-batch transforms, offline copies.
+"""Data augmentation, by where it acts:
 
-Three kinds, by where they act:
-
-* waveform transforms (numpy, one clip, explicit ``rng``): :func:`add_noise`,
-  :func:`time_stretch`, :func:`pitch_shift`, :func:`gain`, :func:`time_shift`;
+* waveform transforms (numpy, one clip of shape (samples,), explicit ``rng``):
+  :func:`add_noise`, :func:`time_stretch`, :func:`pitch_shift`, :func:`gain`, :func:`time_shift`;
 * batch transforms on feature tensors during training (torch, CPU or CUDA):
   :func:`spec_augment`, :func:`mixup`;
-* offline expansion (:func:`expand_offline`), which writes augmented copies of clips to
-  disk. Apply it to the TRAINING rows of a split only, after splitting: a copy of a
-  validation or test clip in training is the same recording on both sides.
-  Each copy records its original in ``origin``, so :func:`esc50kit.splits.audit` catches
-  a copy on the wrong side.
+* :func:`expand_offline`, which writes augmented copies of clips to disk. Apply it to the
+  TRAINING rows of a split only: a copy of a validation or test clip in training is the
+  same recording on both sides. Each copy names its original in ``origin``, so
+  :func:`esc50kit.splits.audit` catches a copy on the wrong side.
 """
 from __future__ import annotations
 
@@ -24,9 +21,6 @@ import pandas as pd
 from .audio import fix_length, load_audio
 from .fileio import atomic_path, atomic_write_csv
 
-# ---------------------------------------------------------------- waveform transforms
-
-
 def _as_wave(y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
@@ -35,10 +29,8 @@ def _as_wave(y: np.ndarray) -> np.ndarray:
 
 
 def add_noise(y: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Add white Gaussian noise at a signal-to-noise ratio of ``snr_db`` dB.
-
-    The noise power is the clip's mean power divided by ``10 ** (snr_db / 10)``; a silent
-    clip therefore stays silent.
+    """Add white Gaussian noise at a signal-to-noise ratio of ``snr_db`` dB (of the clip's
+    mean power, so a silent clip stays silent).
 
     Returns:
         np.ndarray, shape (samples,), float32.
@@ -62,9 +54,7 @@ def time_shift(y: np.ndarray, *, shift: int, mode: str = "constant") -> np.ndarr
     """Delay (``shift > 0``) or advance (``shift < 0``) a clip by ``shift`` samples.
 
     Args:
-        y: shape (samples,).
-        shift: samples; the length is kept.
-        mode: ``"constant"`` fills the gap with silence (the default, as padding in
+        mode: ``"constant"`` fills the gap with silence (as padding in
             :func:`esc50kit.audio.load_audio`); ``"roll"`` wraps the clip around.
 
     Returns:
@@ -90,8 +80,6 @@ def time_stretch(y: np.ndarray, *, rate: float, keep_length: bool = True) -> np.
     """Speed up (``rate > 1``) or slow down a clip without changing its pitch (phase vocoder).
 
     Args:
-        y: shape (samples,).
-        rate: speed factor, > 0.
         keep_length: crop or zero-pad the result back to ``samples`` (fixed-length
             pipelines); False returns librosa's ``round(samples / rate)`` samples.
 
@@ -120,32 +108,15 @@ def pitch_shift(y: np.ndarray, *, sr: int, n_steps: float) -> np.ndarray:
     return fix_length(out.astype(np.float32), size=y.shape[0])
 
 
-# ---------------------------------------------------------------- batch transforms (torch)
-
-
+# Random numbers are drawn on the generator's device (a CPU generator by default; a few
+# numbers per example) and moved to the data's device, so one seed gives the same masks
+# and mixing whether the batch lives on the CPU or on a GPU.
 def _gen_device(generator) -> str:
     return "cpu" if generator is None else generator.device
 
 
-def _uniform(shape: tuple[int, ...], generator) -> "torch.Tensor":  # noqa: F821
-    import torch
-
-    # Random numbers are drawn on the generator's device (a CPU generator by default;
-    # a few numbers per example) and moved to the data's device, so one seed gives the
-    # same masks whether the batch lives on the CPU or on a GPU.
-    return torch.rand(shape, generator=generator, device=_gen_device(generator))
-
-
-def spec_augment(
-    x,
-    *,
-    freq_masks: int = 2,
-    freq_width: int = 16,
-    time_masks: int = 2,
-    time_width: int = 32,
-    value: float = 0.0,
-    generator=None,
-):
+def spec_augment(x, *, freq_masks: int = 2, freq_width: int = 16, time_masks: int = 2,
+                 time_width: int = 32, value: float = 0.0, generator=None):
     """SpecAugment masking (Park et al., 2019) of a batch, vectorised over the batch.
 
     Each example gets ``freq_masks`` bands of ``0..freq_width`` mel bins and
@@ -154,9 +125,7 @@ def spec_augment(
 
     Args:
         x: Tensor, shape (batch, 1, n_mels, frames) or (batch, n_mels, frames), any device.
-        freq_masks, time_masks: masks per example along each axis.
         freq_width, time_width: largest mask width (clipped to the axis length).
-        value: fill value.
         generator: ``torch.Generator`` for repeatable masks (CPU or the data's device).
 
     Returns:
@@ -165,7 +134,8 @@ def spec_augment(
     import torch
 
     if x.dim() not in (3, 4):
-        raise ValueError(f"spec_augment expects (batch, 1, n_mels, frames), got shape {tuple(x.shape)}")
+        raise ValueError("spec_augment expects (batch, 1, n_mels, frames), "
+                         f"got shape {tuple(x.shape)}")
     batch, n_mels, n_frames = x.shape[0], x.shape[-2], x.shape[-1]
 
     def axis_mask(n_masks: int, width: int, size: int) -> torch.Tensor:
@@ -173,19 +143,18 @@ def spec_augment(
         if n_masks <= 0 or width <= 0:
             return torch.zeros(batch, size, dtype=torch.bool, device=x.device)
         width = min(width, size)
-        u = _uniform((2, batch, n_masks), generator).to(x.device)
+        u = torch.rand((2, batch, n_masks), generator=generator,
+                       device=_gen_device(generator)).to(x.device)
         widths = (u[0] * (width + 1)).long()  # (batch, masks), 0..width
         starts = (u[1] * (size - widths + 1)).long()  # (batch, masks), mask fits in the axis
         pos = torch.arange(size, device=x.device)  # (size,)
-        inside = (pos >= starts[..., None]) & (pos < (starts + widths)[..., None])  # (batch, masks, size)
-        return inside.any(dim=1)
+        # (batch, masks, size) -> (batch, size)
+        return ((pos >= starts[..., None]) & (pos < (starts + widths)[..., None])).any(dim=1)
 
     fmask = axis_mask(freq_masks, freq_width, n_mels)[:, :, None]  # (batch, n_mels, 1)
     tmask = axis_mask(time_masks, time_width, n_frames)[:, None, :]  # (batch, 1, frames)
     mask = fmask | tmask  # (batch, n_mels, frames)
-    if x.dim() == 4:
-        mask = mask[:, None]  # (batch, 1, n_mels, frames)
-    return x.masked_fill(mask, value)
+    return x.masked_fill(mask[:, None] if x.dim() == 4 else mask, value)  # 4-D: (batch, 1, ...)
 
 
 def mixup(x, y, *, alpha: float, generator=None):
@@ -197,8 +166,7 @@ def mixup(x, y, *, alpha: float, generator=None):
 
     Args:
         x: Tensor, shape (batch, ...), float.
-        y: Tensor, shape (batch, n_classes): one-hot or soft targets (for integer labels
-            use ``torch.nn.functional.one_hot(labels, n_classes).float()``).
+        y: Tensor, shape (batch, n_classes): one-hot or soft targets.
         alpha: Beta concentration, > 0 (0 returns the batch unchanged).
         generator: ``torch.Generator`` for repeatable mixing (CPU or the data's device).
 
@@ -208,10 +176,9 @@ def mixup(x, y, *, alpha: float, generator=None):
     import torch
 
     if y.dim() != 2 or not torch.is_floating_point(y):
-        raise ValueError(
-            f"mixup needs float targets of shape (batch, n_classes), got {tuple(y.shape)} "
-            f"{y.dtype}; use torch.nn.functional.one_hot(labels, n_classes).float()"
-        )
+        raise ValueError(f"mixup needs float targets of shape (batch, n_classes), got "
+                         f"{tuple(y.shape)} {y.dtype}; use "
+                         "torch.nn.functional.one_hot(labels, n_classes).float()")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"x has {x.shape[0]} examples but y has {y.shape[0]}")
     if alpha < 0:
@@ -223,16 +190,12 @@ def mixup(x, y, *, alpha: float, generator=None):
     perm = torch.randperm(batch, generator=generator, device=dev).to(x.device)
     # torch's Beta sampler takes no generator: draw lam with numpy, seeded from the generator
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
-    lam_np = np.random.default_rng(seed).beta(alpha, alpha, size=batch)
-    lam = torch.as_tensor(lam_np, dtype=x.dtype, device=x.device)  # (batch,)
+    lam = torch.as_tensor(np.random.default_rng(seed).beta(alpha, alpha, size=batch),
+                          dtype=x.dtype, device=x.device)  # (batch,)
     lam_x = lam.reshape(batch, *([1] * (x.dim() - 1)))  # (batch, 1, ..., 1)
     lam_y = lam.to(y.dtype).reshape(batch, 1)  # (batch, 1)
-    x_mixed = lam_x * x + (1 - lam_x) * x[perm]
-    y_mixed = lam_y * y + (1 - lam_y) * y[perm]
-    return x_mixed, y_mixed
+    return lam_x * x + (1 - lam_x) * x[perm], lam_y * y + (1 - lam_y) * y[perm]
 
-
-# ---------------------------------------------------------------- offline expansion
 
 RandomTransform = Callable[..., tuple[np.ndarray, str]]
 
@@ -293,43 +256,28 @@ def random_copies(y: np.ndarray, *, sr: int, filename: str, seed: int, copies: i
         yield z, "; ".join(applied)
 
 
-def _check_expandable(df: pd.DataFrame, copies_per_clip: int) -> None:
+def _check_expandable(df: pd.DataFrame, copies_per_clip: int,
+                      transforms: Sequence[str | RandomTransform]) -> list[RandomTransform]:
+    """The chain of transforms of :func:`expand_offline`, once its arguments are checked."""
     if copies_per_clip < 1:
         raise ValueError(f"copies_per_clip={copies_per_clip} must be >= 1")
     missing = [c for c in ("filename", "path") if c not in df.columns]
     if missing:
         raise ValueError(f"df lacks column(s) {missing}; build it with esc50kit.data.load_metadata")
     if "origin" in df.columns and (df["origin"].notna() & (df["origin"] != df["filename"])).any():
-        raise ValueError("df already holds augmented copies (rows with 'origin'); expand originals only")
+        raise ValueError("df already holds augmented copies (rows with 'origin'); "
+                         "expand originals only")
+    unknown = [t for t in transforms if not callable(t) and t not in RANDOM_TRANSFORMS]
+    if unknown:
+        raise ValueError(f"unknown transform {unknown[0]!r}; choose from "
+                         f"{sorted(RANDOM_TRANSFORMS)} or pass a callable")
+    return [t if callable(t) else RANDOM_TRANSFORMS[t] for t in transforms]
 
 
-def _transform(t: str | RandomTransform) -> RandomTransform:
-    """A transform of :func:`expand_offline`: a callable, or its name in RANDOM_TRANSFORMS."""
-    if callable(t):
-        return t
-    if t not in RANDOM_TRANSFORMS:
-        raise ValueError(f"unknown transform {t!r}; choose from {sorted(RANDOM_TRANSFORMS)} or pass a callable")
-    return RANDOM_TRANSFORMS[t]
-
-
-def _write_wav(path: Path, y: np.ndarray, sr: int) -> None:
-    """Write 16-bit PCM atomically; samples are clipped to [-1, 1] (libsndfile would wrap)."""
-    import soundfile as sf
-
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.clip(y, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
-
-
-def expand_offline(
-    df: pd.DataFrame,
-    *,
-    out_dir: str | Path,
-    copies_per_clip: int,
-    seed: int,
-    sr: int = 44100,
-    transforms: Sequence[str | RandomTransform] = DEFAULT_TRANSFORMS,
-    progress: bool = True,
-) -> pd.DataFrame:
+def expand_offline(df: pd.DataFrame, *, out_dir: str | Path, copies_per_clip: int, seed: int,
+                   sr: int = 44100,
+                   transforms: Sequence[str | RandomTransform] = DEFAULT_TRANSFORMS,
+                   progress: bool = True) -> pd.DataFrame:
     """Write ``copies_per_clip`` randomly augmented copies of every clip of ``df``.
 
     Apply this to the TRAINING rows of a split only (``df[roles == "train"]``): a copy
@@ -342,23 +290,21 @@ def expand_offline(
             :func:`esc50kit.data.load_metadata`).
         out_dir: folder for the copies (``out_dir/audio/*.wav``) and their table
             (``out_dir/augmented.csv``).
-        copies_per_clip: copies per row, >= 1.
-        seed: seeds every random choice; the copy ``k`` of a clip depends only on
-            ``seed``, the clip's file name and ``k``, not on the other rows.
+        seed: with the clip's file name and ``k``, seeds the copy ``k`` of a clip, so it
+            does not depend on the other rows.
         sr: sample rate of the written files (ESC-50's 44100 by default).
         transforms: names from :data:`RANDOM_TRANSFORMS` or callables
             ``f(y, *, sr, rng) -> (y, description)``, applied in order to each copy.
-        progress: show a tqdm progress bar.
 
     Returns:
         pd.DataFrame: one row per copy, the columns of ``df`` with ``filename``
         (``<original stem>.aug<k>.wav``), ``path``, ``origin`` (the original
         ``filename``) and ``augmentation`` (what was applied) set for the copy.
     """
+    import soundfile as sf
     from tqdm.auto import tqdm
 
-    _check_expandable(df, copies_per_clip)
-    chain = [_transform(t) for t in transforms]
+    chain = _check_expandable(df, copies_per_clip, transforms)
     audio_dir = Path(out_dir) / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -370,7 +316,8 @@ def expand_offline(
                                    copies=copies_per_clip, chain=chain)
             for k, (y, applied) in enumerate(copies):
                 path = audio_dir / f"{Path(row['filename']).stem}.aug{k}.wav"
-                _write_wav(path, y, sr)
+                with atomic_path(path) as tmp:  # clipped: libsndfile would wrap past +-1
+                    sf.write(tmp, np.clip(y, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
                 rows.append({**row, "filename": path.name, "path": str(path.resolve()),
                              "origin": row["filename"], "augmentation": applied})
                 bar.update(1)

@@ -1,13 +1,13 @@
-"""Compute the features of a table of clips once, in parallel, and cache them on disk.
+"""Compute the features of a table of clips once, in parallel, and cache them on disk::
 
-A cache file holds the feature array (float16), the list of files it was computed from,
-the feature configuration and the versions of the libraries that computed it. Its name
-holds ``config.key()`` and a fingerprint of the files (names, sizes, modification times,
-a sample of their bytes) and library versions, so a changed parameter, file or library
-never reuses a stale cache. A file that fails its checksum is rebuilt with a warning.
+    fs = load_or_compute(load_metadata(root), FeatureConfig())  # fs.X: (N, n_mels, frames)
 
-Cache files and feature packs (:mod:`esc50kit.packs`) share one on-disk layout, written
-and read by :func:`write_npz` and :func:`read_npz`: named arrays and one JSON header.
+A cache file holds the features (float16), the files they came from, the configuration
+and the library versions. Its name holds ``config.key()`` and a fingerprint of the files
+(names, sizes, modification times, a sample of their bytes) and library versions, so a
+changed parameter, file or library never reuses a stale cache; a file that fails its
+checksum is rebuilt with a warning. Cache files and feature packs (:mod:`esc50kit.packs`)
+share one layout (:func:`write_npz`, :func:`read_npz`): named arrays and a JSON header.
 """
 from __future__ import annotations
 
@@ -33,11 +33,9 @@ from .fileio import atomic_path
 from .variants import VariantSpec, make_copies
 
 ON_ERROR = ("raise", "skip")
-# 2: the JSON header is stored like a pack's (``header``, a string); part of the file name's
-# fingerprint, so caches of format 1 are recomputed once, not read.
-CACHE_FORMAT = 2
-# Bytes hashed from the middle of each file: a cheap content sample that catches a file
-# rewritten in place with its size and modification time kept (e.g. ``rsync -t``).
+CACHE_FORMAT = 2  # in the file name's fingerprint: caches of another format are recomputed
+# Bytes hashed from the middle of each file: catches a file rewritten in place with its
+# size and modification time kept (e.g. ``rsync -t``).
 _SAMPLE_BYTES = 4096
 
 
@@ -46,15 +44,10 @@ class FeatureSet:
     """Features of the clips of a table, row-aligned with that table.
 
     Attributes:
-        X: np.ndarray, shape (N, n_bins, frames), float16 (half the memory of float32;
-            steps of 0.06 dB at -100 dB, far below what a model can use). Row ``i`` belongs to
-            ``filenames[i]``. Without skipped files, ``N == len(df)`` and the rows are in
-            the table's order; with ``on_error="skip"`` the failed files are left out
-            (``skipped``) and the remaining rows keep the table's order.
-        filenames: the ``filename`` of each row of ``X``.
-        config: the configuration that computed ``X``.
+        X: np.ndarray, shape (N, n_bins, frames), float16 (steps of 0.06 dB at -100 dB, far
+            below what a model can use), in the table's order; row ``i`` is ``filenames[i]``.
+            With ``on_error="skip"`` the failed files (``skipped``) are left out.
         path: the cache file (None when caching was off).
-        skipped: files that could not be read (only with ``on_error="skip"``).
     """
 
     X: np.ndarray
@@ -67,16 +60,13 @@ class FeatureSet:
         return len(self.filenames)
 
     def rows(self, df: pd.DataFrame) -> pd.DataFrame:
-        """The rows of ``df`` that have features, in the order of ``X``.
-
-        Use it after ``on_error="skip"``: ``fs.rows(df)["label"]`` aligns with ``fs.X``.
-        """
+        """The rows of ``df`` that have features, in the order of ``X`` (after
+        ``on_error="skip"``, ``fs.rows(df)["label"]`` aligns with ``fs.X``)."""
         pos = pd.Index(df["filename"].astype(str)).get_indexer(self.filenames)
         if (pos < 0).any():
             missing = [f for f, p in zip(self.filenames, pos) if p < 0][:3]
-            raise ValueError(
-                f"df lacks file(s) {missing} of this FeatureSet; pass the table it was computed from"
-            )
+            raise ValueError(f"df lacks file(s) {missing} of this FeatureSet; "
+                             "pass the table it was computed from")
         return df.iloc[pos]
 
 
@@ -86,14 +76,10 @@ def library_versions(config: FeatureConfig | None = None) -> dict[str, str]:
     import soundfile
     import soxr
 
-    versions = {
-        "esc50kit_features": str(FEATURE_VERSION),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "soxr": soxr.__version__,
-        "soundfile": soundfile.__version__,
-        "libsndfile": soundfile.__libsndfile_version__,
-    }
+    versions = {"esc50kit_features": str(FEATURE_VERSION), "numpy": np.__version__,
+                "scipy": scipy.__version__, "soxr": soxr.__version__,
+                "soundfile": soundfile.__version__,
+                "libsndfile": soundfile.__libsndfile_version__}
     if config is not None and config.resize is not None:
         import cv2
 
@@ -113,7 +99,8 @@ def _file_fingerprint(path: str) -> list[Any]:
         return ["missing", type(exc).__name__]
 
 
-def files_fingerprint(paths: Sequence[str], filenames: Sequence[str], versions: dict[str, str]) -> str:
+def files_fingerprint(paths: Sequence[str], filenames: Sequence[str],
+                      versions: dict[str, str]) -> str:
     """A hash of the ordered file list, each file's fingerprint, and the library versions."""
     h = hashlib.sha1()
     h.update(json.dumps(versions, sort_keys=True).encode())
@@ -134,13 +121,10 @@ def write_npz(path: str | Path, header: dict[str, Any], **arrays: np.ndarray) ->
 
 def read_npz(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a file of :func:`write_npz`: ``(header, {name: array})``. Raises what numpy,
-    zipfile or json raise for a damaged file, and ``KeyError`` for one without a header."""
+    zipfile or json raise for a damaged file, ``KeyError`` for one without a header."""
     with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     return json.loads(str(arrays.pop("header"))), arrays
-
-
-# ---------------------------------------------------------------- extraction in workers
 
 
 def default_n_jobs() -> int:
@@ -155,9 +139,8 @@ def _worker_loop(conn, parent_pid: int) -> None:
     """A worker process: run the tasks that arrive on ``conn`` until told to stop.
 
     SIGINT is ignored: a Ctrl-C reaches the whole process group, and the parent alone
-    decides how the workers stop (it kills them). The worker exits by itself when its
-    parent is gone. Libraries a notebook may have loaded before the fork get one thread
-    each: the parallelism comes from the processes.
+    decides how the workers stop (it kills them); a worker whose parent is gone exits.
+    Libraries loaded before the fork get one thread each: the processes are the parallelism.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # the parent blocked SIGINT while starting us
@@ -186,13 +169,10 @@ def _worker_loop(conn, parent_pid: int) -> None:
 class _Workers:
     """Worker processes with a pipe each, for :func:`extract_features`.
 
-    Measured reasons to keep them (#24): ``multiprocessing.Pool`` hung on Ctrl-C in 3 of
-    30 tries (its ``terminate()`` takes a lock of the task queue that a worker may hold
-    while it waits to write to a full pipe; these workers: 0 in 60), and
-    ``concurrent.futures.ProcessPoolExecutor`` cost 22% more CPU per clip and 20% of the
-    speed (ESC-10 x 2, 2 workers: 653 against 839 clips/s, 2.80 against 2.28 CPU-ms per
-    clip). Here no lock is shared: on any exception, KeyboardInterrupt included, the
-    parent kills its workers and waits only for them to exit.
+    Measured (#24): ``multiprocessing.Pool`` hung on Ctrl-C in 3 of 30 tries (its
+    ``terminate()`` takes a task-queue lock a worker may hold; these workers: 0 in 60) and
+    ``ProcessPoolExecutor`` ran ~20% slower (653 against 839 clips/s). No lock is shared
+    here: on any exception, Ctrl-C included, the parent kills its workers.
     """
 
     def __init__(self, n: int, ctx) -> None:
@@ -220,11 +200,9 @@ class _Workers:
         """Results of ``_extract_chunk`` on ``tasks``, in the order they finish."""
         todo = iter(tasks)
         busy = {}  # connection -> its worker process, while it computes a task
-        for conn, proc in zip(self.conns, self.procs):
-            task = next(todo, None)
-            if task is not None:
-                conn.send(task)
-                busy[conn] = proc
+        for (conn, proc), task in zip(zip(self.conns, self.procs), todo):
+            conn.send(task)
+            busy[conn] = proc
         while busy:
             sentinels = {proc.sentinel: conn for conn, proc in busy.items()}
             for ready in mp_connection.wait([*busy, *sentinels]):
@@ -267,8 +245,8 @@ class _Workers:
 
 
 def _results(tasks: Sequence, n_jobs: int) -> Iterator:
-    """Results of ``_extract_chunk`` on ``tasks``, in this process (``n_jobs <= 1``) or in
-    ``n_jobs`` workers (in the order they finish); the workers stop when it closes."""
+    """Results of ``_extract_chunk`` on ``tasks``, here (``n_jobs <= 1``) or in ``n_jobs``
+    workers (in the order they finish); the workers stop when it closes."""
     if n_jobs <= 1:
         yield from map(_extract_chunk, tasks)
         return
@@ -295,8 +273,8 @@ def _extract_chunk(
     """Load a chunk of files (and make their variants) and compute their features.
 
     Returns:
-        (indices that succeeded, features float16 of shape (n_ok, *row shape),
-        [(index, reason)] of files that failed).
+        (indices that succeeded, float16 features of shape (n_ok, *row shape),
+        [(index, reason)] of the files that failed).
     """
     indices, paths, names, config_dict, variants_dict = task
     config = FeatureConfig.from_dict(config_dict)
@@ -315,11 +293,9 @@ def _extract_chunk(
         except Exception as exc:  # a decodable but unusable file: report it, named
             errors.append((i, f"{type(exc).__name__}: {exc}"))
     shape = _row_shape(config, variants)
-    if waves:
-        X = compute(np.stack(waves), config).astype(np.float16).reshape(len(ok), *shape)
-    else:
-        X = np.zeros((0, *shape), dtype=np.float16)
-    return ok, X, errors
+    if not waves:
+        return ok, np.zeros((0, *shape), dtype=np.float16), errors
+    return ok, compute(np.stack(waves), config).astype(np.float16).reshape(len(ok), *shape), errors
 
 
 def _tasks(paths: Sequence[str], names: Sequence[str], config: FeatureConfig,
@@ -334,24 +310,19 @@ def _tasks(paths: Sequence[str], names: Sequence[str], config: FeatureConfig,
             for r in (range(s, min(len(paths), s + size)) for s in range(0, len(paths), size))]
 
 
-def extract_features(
-    paths: Sequence[str],
-    config: FeatureConfig,
-    *,
-    n_jobs: int | None = None,
-    progress: bool = True,
-    on_error: str = "raise",
-    variants: VariantSpec | None = None,
-    filenames: Sequence[str] | None = None,
-) -> tuple[np.ndarray, list[int], dict[int, str]]:
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
+
+
+def extract_features(paths: Sequence[str], config: FeatureConfig, *, n_jobs: int | None = None,
+                     progress: bool = True, on_error: str = "raise",
+                     variants: VariantSpec | None = None, filenames: Sequence[str] | None = None,
+                     ) -> tuple[np.ndarray, list[int], dict[int, str]]:
     """Features of many files, computed in parallel worker processes.
 
     Args:
-        paths: audio files.
-        config: feature parameters.
-        n_jobs: worker processes (default: the CPUs available, ``os.cpu_count()``); 1 runs
-            in this process (no worker).
-        progress: show a tqdm progress bar.
+        n_jobs: worker processes (default: the CPUs available); 1 runs in this process.
         on_error: ``"raise"`` (stop at the first unreadable file, naming it) or
             ``"skip"`` (leave it out and report it).
         variants: compute the features of augmented copies of each clip instead of the
@@ -360,16 +331,15 @@ def extract_features(
 
     Returns:
         (X float16 of shape (n_ok, n_bins, frames), or (n_ok, copies, n_bins, frames)
-        with ``variants``, in the order of ``paths``,
-        positions in ``paths`` of its rows, {position: reason} of the skipped files).
+        with ``variants``, in the order of ``paths``; positions in ``paths`` of its rows;
+        {position: reason} of the skipped files).
 
     Raises:
         AudioReadError: with ``on_error="raise"``, for the first unreadable file.
     """
     from tqdm.auto import tqdm
 
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
+    _check_on_error(on_error)
     n_jobs = default_n_jobs() if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs={n_jobs} must be >= 1 (or None for os.cpu_count())")
@@ -394,9 +364,6 @@ def extract_features(
             bar.update(len(ok) + len(errs))
     kept = np.flatnonzero(done)
     return (X if len(kept) == len(paths) else X[kept]), kept.tolist(), errors
-
-
-# ---------------------------------------------------------------- the cache file
 
 
 def _load(path: Path, *, config: FeatureConfig, filenames: list[str],
@@ -429,18 +396,16 @@ def cache_path(df: pd.DataFrame, config: FeatureConfig, cache_dir: str | Path,
         import librosa  # pitch shift and time stretch come from librosa
 
         versions["librosa"] = librosa.__version__
-    digest = files_fingerprint(paths, filenames, versions)
-    if variants is None:
-        return Path(cache_dir) / f"features-{config.key()}-{digest}.npz"
-    return Path(cache_dir) / f"variants-{config.key()}-{variants.key()}-{digest}.npz"
+    name = f"features-{config.key()}" if variants is None else \
+        f"variants-{config.key()}-{variants.key()}"
+    return Path(cache_dir) / f"{name}-{files_fingerprint(paths, filenames, versions)}.npz"
 
 
 def _table_files(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """``(filenames, paths)`` of a table (file names from ``path`` without ``filename``)."""
     if "path" not in df.columns:
-        raise ValueError(
-            "the table has no 'path' column; build it with esc50kit.data.load_metadata(root) "
-            "or esc50kit.augment.expand_offline(...)"
-        )
+        raise ValueError("the table has no 'path' column; build it with esc50kit.data."
+                         "load_metadata(root) or esc50kit.augment.expand_offline(...)")
     paths = df["path"].astype(str).tolist()
     if "filename" not in df.columns:
         return [Path(p).name for p in paths], paths
@@ -465,16 +430,10 @@ def _from_cache(path: Path, paths: list[str], filenames: list[str], config: Feat
                       path=path, skipped=[filenames[s["row"]] for s in skipped])
 
 
-def load_or_compute(
-    df: pd.DataFrame,
-    config: FeatureConfig | None = None,
-    *,
-    cache_dir: str | Path | None = "artifacts/features",
-    n_jobs: int | None = None,
-    progress: bool = True,
-    on_error: str = "raise",
-    variants: VariantSpec | None = None,
-) -> FeatureSet:
+def load_or_compute(df: pd.DataFrame, config: FeatureConfig | None = None, *,
+                    cache_dir: str | Path | None = "artifacts/features", n_jobs: int | None = None,
+                    progress: bool = True, on_error: str = "raise",
+                    variants: VariantSpec | None = None) -> FeatureSet:
     """Features of every row of ``df``: read from the cache, or computed and cached.
 
     Args:
@@ -482,25 +441,19 @@ def load_or_compute(
             :func:`esc50kit.data.load_metadata`; rows are processed in its order.
         config: feature parameters (default ``FeatureConfig()``).
         cache_dir: folder of the cache files; ``None`` computes without caching.
-        n_jobs: worker processes (default: the CPUs available, ``os.cpu_count()``).
-        progress: show a tqdm progress bar while computing.
+        n_jobs: worker processes (default: the CPUs available).
         on_error: ``"raise"``: an unreadable file raises :class:`AudioReadError` naming
             it. ``"skip"``: unreadable files are left out of ``X`` and listed in
-            ``skipped``; ``filenames`` then says which rows remain (see
-            :meth:`FeatureSet.rows`).
+            ``skipped`` (see :meth:`FeatureSet.rows`).
         variants: cache the features of augmented copies of each clip instead (see
             :mod:`esc50kit.variants`); ``X`` then has shape (N, copies, n_bins, frames).
 
     Returns:
         FeatureSet: ``X`` float16 of shape (N, n_bins, frames), row-aligned with ``df``
         (minus skipped files).
-
-    Raises:
-        AudioReadError: with ``on_error="raise"``, naming the first unreadable file.
     """
     config = FeatureConfig() if config is None else config
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error={on_error!r}; choose one of {ON_ERROR}")
+    _check_on_error(on_error)
     filenames, paths = _table_files(df)
     path = cache_path(df, config, cache_dir, variants) if cache_dir is not None else None
     cached = _from_cache(path, paths, filenames, config, variants, on_error) if path else None

@@ -1,18 +1,17 @@
 """Log-mel and MFCC features of a clip, their configuration, and the normaliser.
 
-The log-mel spectrogram is computed here with numpy and scipy (a framed, windowed
-``rfft`` and one sparse product with the mel filterbank), without librosa's per-call
-overhead. It equals, to float32 rounding (a test checks it)::
+The log-mel spectrogram is computed with numpy and scipy (a framed, windowed ``rfft`` and
+one sparse product with the mel filterbank), without librosa's per-call overhead. It
+equals, to float32 rounding (a test checks it)::
 
     S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop_length,
                                        n_mels=n_mels, fmin=fmin, fmax=fmax, norm=None)
     librosa.power_to_db(S / (window.sum() / 2) ** 2, ref=1.0,
                         amin=10 ** (floor_db / 10), top_db=None)
 
-that is, decibels relative to full scale: a full-scale sine reads about 0 dB in the mel
-band centred on its frequency, and silence reads ``floor_db`` (finite), whatever the
-loudness of the other clips. The scale is absolute, not relative to each clip's loudest
-bin (librosa's ``ref=np.max``), so loudness stays comparable between clips.
+that is, dB relative to full scale: a full-scale sine reads about 0 dB in the band of its
+frequency and silence reads ``floor_db``. The scale is absolute, not relative to each
+clip's loudest bin (librosa's ``ref=np.max``), so loudness stays comparable between clips.
 """
 from __future__ import annotations
 
@@ -29,9 +28,7 @@ from .audio import PAD_MODES, load_audio, n_samples
 from .fileio import atomic_write_text
 
 KINDS = ("logmel", "mfcc", "waveform")
-# Bump when the numbers this module computes change for the same configuration, so
-# caches written by an older version are never reused.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 1  # bump when the numbers change for a configuration: old caches are stale
 
 
 @dataclass(frozen=True)
@@ -42,18 +39,13 @@ class FeatureConfig:
         sr: sample rate the audio is resampled to, Hz.
         duration: clip length in seconds after padding/cropping.
         pad_mode: ``"constant"`` (silence) or ``"wrap"`` (repeat) for short clips.
-        n_fft: FFT size and Hann window length, samples.
-        hop_length: hop between frames, samples.
-        n_mels: mel bands.
-        fmin: lowest mel band edge, Hz.
+        n_fft: FFT size and Hann window length; ``hop_length``: hop between frames (samples).
         fmax: highest mel band edge, Hz (``None``: ``sr / 2``).
         floor_db: dB floor relative to full scale; silence reads this finite value.
-        kind: ``"logmel"``, ``"mfcc"`` or ``"waveform"`` (the resampled clip itself as
-            one row, shape (1, samples), for raw-waveform models; the spectral fields
-            are then unused).
-        n_mfcc: coefficients kept when ``kind="mfcc"``.
-        resize: optional ``(height, width)`` to resize the feature image to with OpenCV
-            (e.g. ``(128, 128)``); ``None`` keeps ``(n_bins, frames)``.
+        kind: ``"logmel"``, ``"mfcc"`` or ``"waveform"`` (the resampled clip itself, shape
+            (1, samples), for raw-waveform models; the spectral fields are then unused).
+        resize: optional ``(height, width)`` to resize the feature image to with OpenCV;
+            ``None`` keeps ``(n_bins, frames)``.
     """
 
     sr: int = 22050
@@ -75,17 +67,14 @@ class FeatureConfig:
         if self.kind not in KINDS:
             raise ValueError(f"kind={self.kind!r} is not supported; choose one of {KINDS}")
         if self.pad_mode not in PAD_MODES:
-            raise ValueError(f"pad_mode={self.pad_mode!r} is not supported; choose one of {PAD_MODES}")
+            raise ValueError(f"pad_mode={self.pad_mode!r} is not supported; "
+                             f"choose one of {PAD_MODES}")
         for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
         if self.duration is None or self.duration <= 0:
             raise ValueError(f"duration={self.duration} must be positive seconds")
-        if not 0 <= self.fmin < self.fmax_hz <= self.sr / 2:
-            raise ValueError(
-                f"need 0 <= fmin < fmax <= sr/2, got fmin={self.fmin}, fmax={self.fmax_hz}, "
-                f"sr={self.sr}"
-            )
+        _check_band(self.fmin, self.fmax_hz, self.sr)
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels}")
         if self.resize is not None and (len(self.resize) != 2 or min(self.resize) <= 0):
@@ -116,9 +105,7 @@ class FeatureConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        d = asdict(self)
-        d["resize"] = list(self.resize) if self.resize is not None else None
-        return d
+        return {**asdict(self), "resize": list(self.resize) if self.resize is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
@@ -182,14 +169,13 @@ def _sparse_mel(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
     does ~1/60 of the multiplications of the dense one."""
     import scipy.sparse
 
-    return scipy.sparse.csr_matrix(
-        mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    )
+    return scipy.sparse.csr_matrix(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels,
+                                                  fmin=fmin, fmax=fmax))
 
 
 @functools.lru_cache(maxsize=16)
 def _window(n_fft: int) -> np.ndarray:
-    """Periodic Hann window scaled by 2 / sum so a full-scale sine has magnitude ~1. Shape (n_fft,)."""
+    """Periodic Hann window, shape (n_fft,), scaled by 2 / sum: a full-scale sine reads ~1."""
     w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
     w = (w / (w.sum() / 2)).astype(np.float32)
     w.flags.writeable = False
@@ -200,6 +186,11 @@ def _check_int(name: str, value: int) -> int:
     if int(value) != value or value <= 0:
         raise ValueError(f"{name}={value} must be a positive integer")
     return int(value)
+
+
+def _check_band(fmin: float, fmax: float, sr: int) -> None:
+    if not 0 <= fmin < fmax <= sr / 2:
+        raise ValueError(f"need 0 <= fmin < fmax <= sr/2, got fmin={fmin}, fmax={fmax}, sr={sr}")
 
 
 def _power_1d(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
@@ -231,11 +222,7 @@ def log_mel(
 
     Args:
         y: waveform(s), shape (samples,) or (batch, samples), float in [-1, 1].
-        sr: sample rate of ``y``, Hz.
-        n_fft: FFT size and Hann window length, samples.
-        hop_length: hop between centred frames, samples.
-        n_mels: mel bands (Slaney mel scale, unit-peak triangles).
-        fmin: lowest band edge, Hz.
+        n_fft: FFT size and Hann window length; ``hop_length``: hop between centred frames.
         fmax: highest band edge, Hz (``None``: ``sr / 2``).
         floor_db: values below this many dB are clipped to it, so silence is finite.
 
@@ -246,8 +233,7 @@ def log_mel(
     n_fft = _check_int("n_fft", n_fft)
     hop_length = _check_int("hop_length", hop_length)
     fmax = float(sr) / 2 if fmax is None else float(fmax)
-    if not 0 <= fmin < fmax <= sr / 2:
-        raise ValueError(f"need 0 <= fmin < fmax <= sr/2, got fmin={fmin}, fmax={fmax}, sr={sr}")
+    _check_band(fmin, fmax, sr)
     y = np.asarray(y, dtype=np.float32)
     if y.ndim not in (1, 2) or y.shape[-1] == 0:
         raise ValueError(f"y must have shape (samples,) or (batch, samples), got {y.shape}")
@@ -302,34 +288,26 @@ def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # INTER_AREA averages when shrinking (no aliasing); INTER_LINEAR interpolates when growing.
     shrink = h <= x.shape[-2] and w <= x.shape[-1]
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    if x.ndim == 2:
-        return cv2.resize(x, (w, h), interpolation=interp)
-    flat = x.reshape(-1, *x.shape[-2:])
+    flat = x.reshape(-1, *x.shape[-2:])  # (images, n_bins, frames)
     out = np.stack([cv2.resize(img, (w, h), interpolation=interp) for img in flat])
     return out.reshape(*x.shape[:-2], h, w)
 
 
 def compute(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Features of waveform(s) already at ``config.sr``: ``kind``, then optional ``resize``.
-
-    Args:
-        y: shape (samples,) or (batch, samples).
-        config: the feature parameters.
+    """Features of waveform(s) of shape (samples,) or (batch, samples) already at
+    ``config.sr``: ``kind``, then optional ``resize``.
 
     Returns:
         np.ndarray, shape (n_bins, frames) or (batch, n_bins, frames), float32;
         ``config.shape`` for a clip of ``config.n_samples`` samples (``kind="waveform"``:
         (1, samples), the waveform itself).
     """
+    if config.kind == "waveform":  # (..., samples) -> (..., 1, samples)
+        return np.asarray(y, dtype=np.float32)[..., None, :]
     common = dict(sr=config.sr, n_fft=config.n_fft, hop_length=config.hop_length,
                   n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax_hz,
                   floor_db=config.floor_db)
-    if config.kind == "waveform":  # (..., samples) -> (..., 1, samples)
-        return np.asarray(y, dtype=np.float32)[..., None, :]
-    if config.kind == "logmel":
-        x = log_mel(y, **common)
-    else:
-        x = mfcc(y, n_mfcc=config.n_mfcc, **common)
+    x = log_mel(y, **common) if config.kind == "logmel" else mfcc(y, n_mfcc=config.n_mfcc, **common)
     if config.resize is not None:
         x = _resize(x, config.resize)
     return x.astype(np.float32, copy=False)
@@ -341,8 +319,8 @@ def extract(path: str | Path, config: FeatureConfig) -> np.ndarray:
     Returns:
         np.ndarray, shape ``config.shape``, float32.
     """
-    y = load_audio(path, sr=config.sr, duration=config.duration, pad_mode=config.pad_mode)
-    return compute(y, config)
+    return compute(load_audio(path, sr=config.sr, duration=config.duration,
+                              pad_mode=config.pad_mode), config)
 
 
 class Normalizer:
@@ -385,10 +363,7 @@ class Normalizer:
         X = np.asarray(X)
         if X.ndim != 3 or X.shape[0] == 0:
             raise ValueError(f"fit expects X of shape (N>0, n_bins, frames), got {X.shape}")
-        n_bins = X.shape[1]
-        s = np.zeros(n_bins)
-        ss = np.zeros(n_bins)
-        bad_rows: list[int] = []
+        s, ss, bad_rows = np.zeros(X.shape[1]), np.zeros(X.shape[1]), []
         count = X.shape[0] * X.shape[2]
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite rows: reported below
             for i in range(0, X.shape[0], chunk):
@@ -407,25 +382,20 @@ class Normalizer:
                 f"{X.shape[0]} clips hold NaN, inf or values too large to square, e.g. rows "
                 f"{bad_rows[:5]}); the mean or std of a bin would be NaN. A clip or a feature "
                 "cache is damaged: check those clips' audio, or delete the feature cache "
-                "(artifacts/features) to recompute it."
-            )
+                "(artifacts/features) to recompute it.")
         return cls(mean, np.sqrt(var), n_fit=X.shape[0])
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Standardise features whose second-to-last axis holds the bins.
-
-        Args:
-            X: shape (..., n_bins, frames), e.g. (N, n_bins, frames) or (n_bins, frames).
+        """Standardise features of shape (..., n_bins, frames), e.g. (N, n_bins, frames).
 
         Returns:
             np.ndarray, same shape, float32.
         """
         X = np.asarray(X)
         if X.ndim < 2 or X.shape[-2] != self.n_bins:
-            raise ValueError(
-                f"transform expects (..., {self.n_bins}, frames), got shape {X.shape}: "
-                "was this normaliser fitted on another feature configuration?"
-            )
+            raise ValueError(f"transform expects (..., {self.n_bins}, frames), got shape "
+                             f"{X.shape}: was this normaliser fitted on another feature "
+                             "configuration?")
         mean = self.mean.astype(np.float32)[:, None]
         std = self.std.astype(np.float32)[:, None]
         return ((X.astype(np.float32) - mean) / std).astype(np.float32, copy=False)
@@ -449,10 +419,8 @@ class Normalizer:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(
-                f"could not read normaliser statistics from {path}: {exc}. "
-                "Refit it on the training rows and save it again."
-            ) from exc
+            raise ValueError(f"could not read normaliser statistics from {path}: {exc}. "
+                             "Refit it on the training rows and save it again.") from exc
 
     def __repr__(self) -> str:
         return f"Normalizer(n_bins={self.n_bins}, n_fit={self.n_fit})"

@@ -1,21 +1,17 @@
 """Feature packs: a dataset's features and metadata in one file, to train where its audio is not.
 
-The feature cache is keyed by the audio files themselves, so it cannot move without
-them. A pack can: one ``.npz`` holding the metadata table (the official columns), the
-features of every clip (float16, row-aligned with the table), the feature configuration
-and the versions of the libraries that computed them. ESC-10 at the ``full`` profile's
-resolution, (128, 216) per clip, is about 22 MB, small enough to travel with the
-repository to a GPU machine that cannot see the audio::
+The feature cache is keyed by the audio files, so it cannot move without them; a pack can.
+One ``.npz`` (laid out by :func:`esc50kit.cache.write_npz`) holds the metadata table (the
+official columns), the float16 features of every clip row-aligned with it, the feature
+configuration and the library versions. ESC-10 at the ``full`` profile's (128, 216) per
+clip is about 22 MB, small enough to travel to a GPU machine that cannot see the audio::
 
     python -m esc50kit pack --data ../shared/data/ESC-10 --profile full --out packs/esc10-full.npz
     python benchmarks/train_cv.py --data packs/esc10-full.npz --profile full
 
-:func:`esc50kit.experiment.run_experiment` takes a pack wherever it takes a dataset
-folder; a profile whose features differ from the pack's is refused. Packs hold no
-waveforms, so profiles with waveform variants need the audio.
-
-A pack is laid out like a feature cache file (:func:`esc50kit.cache.write_npz`: arrays
-and a JSON header), with the table as a third array; packs written before keep loading.
+:func:`esc50kit.experiment.run_experiment` takes a pack wherever it takes a dataset folder;
+a profile whose features differ from the pack's is refused, and profiles with waveform
+variants need the audio.
 """
 from __future__ import annotations
 
@@ -47,18 +43,13 @@ def load_table(data: str | Path, *, subset: str = "all") -> pd.DataFrame:
 def write_pack(data_dir: str | Path, out: str | Path, *, features: FeatureConfig,
                subset: str = "all", cache_dir: str | Path | None = "artifacts/features",
                progress: bool = True) -> Path:
-    """Compute (or read from the cache) the features of a dataset and write them as a pack.
+    """Compute (or read from the cache) the features of a dataset and write them, atomically,
+    as the pack ``out`` (``*.npz``), which it returns.
 
     Args:
         data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
-        out: the pack file to write (``.npz``); written atomically.
-        features: the feature configuration (e.g. a profile's ``features``).
         subset: ``"all"``, ``"esc10"`` or ``"esc50"``.
         cache_dir: the feature cache to read and fill (None: compute without caching).
-        progress: a progress bar while features are computed.
-
-    Returns:
-        Path: ``out``.
     """
     out = Path(out)
     if out.suffix != PACK_SUFFIX:
@@ -73,11 +64,11 @@ def write_pack(data_dir: str | Path, out: str | Path, *, features: FeatureConfig
     return out
 
 
-def read_pack(path: str | Path, *, subset: str = "all") -> tuple[pd.DataFrame, np.ndarray, FeatureConfig]:
-    """Read a pack.
+def read_pack(path: str | Path, *,
+              subset: str = "all") -> tuple[pd.DataFrame, np.ndarray, FeatureConfig]:
+    """Read a pack written by :func:`write_pack`.
 
     Args:
-        path: the ``.npz`` written by :func:`write_pack`.
         subset: ``"all"``, ``"esc10"`` or ``"esc50"``, applied to the pack's rows.
 
     Returns:
@@ -96,16 +87,17 @@ def read_pack(path: str | Path, *, subset: str = "all") -> tuple[pd.DataFrame, n
         X, table = arrays["X"], str(arrays["table"])
         df = pd.read_json(io.StringIO(table), orient="records", dtype={"src_file": str, "take": str})
     except Exception as exc:  # numpy, zipfile and pandas raise many types for a damaged file
-        raise DatasetError(f"{path} is not a readable feature pack ({type(exc).__name__}: {str(exc)[:200]}); "
-                           "write it again with `python -m esc50kit pack`") from exc
+        raise DatasetError(f"{path} is not a readable feature pack ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}); write it again with `python -m esc50kit pack`"
+                           ) from exc
     if header.get("version") != PACK_VERSION:
-        raise DatasetError(f"{path}: pack version {header.get('version')!r}, this esc50kit reads "
-                           f"version {PACK_VERSION}; write it again with `python -m esc50kit pack`")
+        raise DatasetError(f"{path}: pack version {header.get('version')!r}, this esc50kit "
+                           f"reads version {PACK_VERSION}; write it again with "
+                           "`python -m esc50kit pack`")
     if X.ndim < 2 or len(X) != len(df):
         raise DatasetError(f"{path}: {len(df)} table rows but features of shape {X.shape}; "
                            "the pack is damaged, write it again")
-    df["src_file"] = df["src_file"].astype(str)
-    df["take"] = df["take"].astype(str)
+    df[["src_file", "take"]] = df[["src_file", "take"]].astype(str)
     validate_table(df, source=str(path))
     df["row"] = np.arange(len(df))
     df = select_subset(df, subset, source=str(path))

@@ -3,11 +3,16 @@
 The official folds are the only split unit: ESC-50 keeps every clip cut from one source
 recording (``src_file``) inside one fold, so whole folds can never leak a recording.
 For cross-validation each fold is the test fold once; the validation fold, which picks
-the epoch and every other choice, is another fold, never the test fold.
+the epoch and every other choice, is another fold, never the test fold::
+
+    split = make_splits("final")[0]          # train 1-3, validate 4, test 5
+    audit(df, assign_roles(df, split))       # raises LeakageError if a side shares data
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -16,16 +21,16 @@ import numpy as np
 import pandas as pd
 
 from .data import OFFICIAL_FOLDS
+from .fileio import atomic_write_json
 
 ROLES = ("train", "val", "test")
 MODES = ("cv", "validation", "final", "refit")
 CROSS_FOLD_POLICIES = ("allow", "exclude")
 
 # The official ESC-50 table itself puts the clips of four source recordings in two folds,
-# each time under two classes (clock_tick / clock_alarm, hen / rooster): filename ->
-# (official fold, category). Every published ESC-50 figure uses these folds, so the audit
-# allows exactly these clips at exactly these folds, and names them in every report;
-# any other clip sharing their ``src_file`` across sides is a leak as usual.
+# each under two classes (filename -> (official fold, category)). Every published figure
+# uses these folds, so the audit allows exactly these clips at exactly these folds and names
+# them in every report; any other clip sharing their ``src_file`` across sides is a leak.
 OFFICIAL_CROSS_FOLD_CLIPS: dict[str, tuple[int, str]] = {
     "2-131943-A-38.wav": (2, "clock_tick"),
     "3-131943-A-37.wav": (3, "clock_alarm"),
@@ -51,10 +56,9 @@ class LeakageError(RuntimeError):
 class FoldSplit:
     """Which official folds train, validate and test one model.
 
-    ``test_fold`` is None in ``validation`` mode, where the model is only reported on
-    its validation fold and the held-out fold stays untouched. ``val_fold`` is None in
-    ``refit`` mode, where every fold but the test fold trains for an epoch count chosen
-    beforehand on validation folds (the last weights are scored).
+    ``test_fold`` is None in ``validation`` mode (the held-out fold stays untouched);
+    ``val_fold`` is None in ``refit`` mode, where every fold but the test fold trains for
+    an epoch count chosen beforehand on validation folds (the last weights are scored).
     """
 
     train_folds: tuple[int, ...]
@@ -64,8 +68,7 @@ class FoldSplit:
     def __post_init__(self) -> None:
         if self.val_fold is None and self.test_fold is None:
             raise ValueError(f"{self}: a split needs a validation or a test fold to score")
-        used = list(self.train_folds) + [f for f in (self.val_fold, self.test_fold)
-                                         if f is not None]
+        used = [*self.train_folds, *(f for f in (self.val_fold, self.test_fold) if f is not None)]
         if len(set(used)) != len(used):
             raise ValueError(f"folds overlap in {self}: train, val and test folds must differ")
 
@@ -75,20 +78,22 @@ class FoldSplit:
         return f"{test}-val{self.val_fold}" if self.val_fold is not None else f"{test}-noval"
 
 
-def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_offset: int = 1) -> list[FoldSplit]:
-    """One split per fold: that fold tests, the fold ``val_offset`` places after it
-    (cyclically) validates, the rest train.
+def _sorted_folds(folds: Sequence[int]) -> tuple[int, ...]:
+    return tuple(sorted({int(f) for f in folds}))
 
-    With ``val_offset=1`` (the default) fold 1 tests and fold 2 validates, and so on.
-    Runs with offsets ``1 .. len(folds) - 1`` give every test fold a model for each of
-    the other folds as validation fold: averaged, they are an ensemble of fold models
-    whose training data, together, covers every non-test fold, and whose members each
-    chose their epoch on their own validation fold.
+
+def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_offset: int = 1) -> list[FoldSplit]:
+    """One split per fold: it tests, the fold ``val_offset`` places after it (cyclically)
+    validates, the rest train.
+
+    Runs with offsets ``1 .. len(folds) - 1`` give every test fold one model per other
+    fold as validation fold: averaged, an ensemble whose training data covers every
+    non-test fold, each member having chosen its epoch on its own validation fold.
 
     Returns:
         list[FoldSplit]: ``len(folds)`` splits; every fold is the test fold exactly once.
     """
-    folds = tuple(sorted(int(f) for f in folds))
+    folds = _sorted_folds(folds)
     if len(folds) < 3:
         raise ValueError(f"cross-validation needs at least 3 folds, got {folds}")
     if not 1 <= val_offset < len(folds):
@@ -103,47 +108,34 @@ def cv_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_offset: int = 1) -
 
 
 def refit_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
-    """One split per fold: that fold tests, ALL the other folds train, none validates.
+    """One split per fold: it tests, ALL the other folds train, none validates.
 
-    For a recipe whose epoch count was chosen on validation folds beforehand: each
-    model trains on four folds instead of three (a third more data) and its last
-    weights are scored, so nothing is chosen on the test fold.
+    For an epoch count chosen on validation folds beforehand: each model trains on a
+    third more data and its last weights are scored, so nothing is chosen on the test fold.
 
     Returns:
         list[FoldSplit]: ``len(folds)`` splits with ``val_fold=None``.
     """
-    folds = tuple(sorted(int(f) for f in folds))
+    folds = _sorted_folds(folds)
     if len(folds) < 3:
         raise ValueError(f"refit needs at least 3 folds, got {folds}")
     return [FoldSplit(train_folds=tuple(f for f in folds if f != test), val_fold=None,
                       test_fold=test) for test in folds]
 
 
-def make_splits(
-    mode: str,
-    folds: tuple[int, ...] = OFFICIAL_FOLDS,
-    *,
-    val_fold: int | None = None,
-    test_fold: int | None = None,
-    val_offset: int = 1,
-) -> list[FoldSplit]:
+def make_splits(mode: str, folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_fold: int | None = None,
+                test_fold: int | None = None, val_offset: int = 1) -> list[FoldSplit]:
     """The splits of a training mode.
 
     Args:
-        mode: ``"cv"`` (every fold tests once), ``"validation"`` (train on three folds,
-            report on the validation fold, keep the last fold untouched) or ``"final"``
-            (validation fold chosen among the others, test once on ``test_fold``) or
-            ``"refit"`` (every fold tests once, all the others train, no validation
-            fold: for a fixed epoch count chosen on validation beforehand; see
-            :func:`refit_splits`).
-        folds: the folds present in the dataset.
-        val_fold: validation fold for ``validation``/``final`` (default: the fold before
-            the last).
-        test_fold: test fold for ``final`` (default: the last fold, 5 in ESC-50).
-        val_offset: ``cv`` only: each test fold is validated on the fold this many
-            places after it (see :func:`cv_splits`).
+        mode: ``"cv"`` (every fold tests once, :func:`cv_splits`), ``"validation"`` (train
+            on three folds, report on the validation fold, keep the last fold untouched),
+            ``"final"`` (test once on ``test_fold``) or ``"refit"`` (:func:`refit_splits`).
+        val_fold: for ``validation``/``final`` (default: the last fold but the test fold).
+        test_fold: for ``final`` (default: the last fold, 5 in ESC-50).
+        val_offset: ``cv`` only (see :func:`cv_splits`).
     """
-    folds = tuple(sorted(int(f) for f in folds))
+    folds = _sorted_folds(folds)
     if mode == "cv":
         return cv_splits(folds, val_offset=val_offset)
     if mode == "refit" and val_offset == 1 and val_fold is None and test_fold is None:
@@ -163,40 +155,33 @@ def make_splits(
     if val not in folds or val == last:
         raise ValueError(f"val_fold={val} must be one of {folds} other than the test fold {last}")
     train = tuple(f for f in folds if f not in (val, last))
-    if mode == "validation":
-        return [FoldSplit(train_folds=train, val_fold=val, test_fold=None)]
-    return [FoldSplit(train_folds=train, val_fold=val, test_fold=last)]
+    return [FoldSplit(train_folds=train, val_fold=val,
+                      test_fold=None if mode == "validation" else last)]
 
 
 def assign_roles(df: pd.DataFrame, split: FoldSplit, *, cross_fold: str = "allow") -> pd.Series:
     """Role of every row under a split: ``train``, ``val``, ``test`` or ``unused``.
 
     Args:
-        cross_fold: what to do with the official folds' own cross-fold recordings
-            (:data:`OFFICIAL_CROSS_FOLD_CLIPS`). ``"allow"`` (the official protocol, what
-            every published ESC-50 figure uses) keeps them where their folds put them;
-            ``"exclude"`` (strict) leaves out of the split every clip of such a recording
-            that would sit on a side other than the most held-out one (test, else
+        cross_fold: what to do with the official cross-fold recordings
+            (:data:`OFFICIAL_CROSS_FOLD_CLIPS`). ``"allow"`` (the official protocol) keeps
+            them where their folds put them; ``"exclude"`` (strict) leaves out every clip
+            of such a recording on a side other than the most held-out one (test, else
             validation), so no recording is shared between sides at all.
     """
     if cross_fold not in CROSS_FOLD_POLICIES:
         raise ValueError(f"cross_fold={cross_fold!r}; choose one of {CROSS_FOLD_POLICIES}")
     roles = pd.Series("unused", index=df.index, dtype=object)
     roles[df["fold"].isin(split.train_folds)] = "train"
-    if split.val_fold is not None:
-        roles[df["fold"] == split.val_fold] = "val"
-    if split.test_fold is not None:
-        roles[df["fold"] == split.test_fold] = "test"
-    if cross_fold == "exclude":
-        roles = _exclude_cross_fold(df, roles)
-    return roles
+    roles[df["fold"] == split.val_fold] = "val"
+    roles[df["fold"] == split.test_fold] = "test"
+    return _exclude_cross_fold(df, roles) if cross_fold == "exclude" else roles
 
 
 def _official_rows(df: pd.DataFrame) -> pd.Series:
     """True for the rows that are official cross-fold clips at their official fold."""
-    official = df["filename"].map(OFFICIAL_CROSS_FOLD_CLIPS.get)
-    return pd.Series([o is not None and int(f) == o[0] for o, f in zip(official, df["fold"])],
-                     index=df.index)
+    official_fold = df["filename"].map(lambda f: OFFICIAL_CROSS_FOLD_CLIPS.get(f, (None,))[0])
+    return official_fold == df["fold"].astype(int)
 
 
 def _exclude_cross_fold(df: pd.DataFrame, roles: pd.Series) -> pd.Series:
@@ -205,25 +190,20 @@ def _exclude_cross_fold(df: pd.DataFrame, roles: pd.Series) -> pd.Series:
     rank = {"train": 0, "val": 1, "test": 2}
     official = _official_rows(df)
     for _, group in df[official].groupby(df.loc[official, "src_file"].astype(str)):
-        sides = roles[group.index]
-        used = sides[sides.isin(list(rank))]
-        if used.nunique() < 2:
-            continue
-        keep = max(used.unique(), key=rank.__getitem__)
-        roles[used.index[used != keep]] = "unused"
+        used = roles[group.index][roles[group.index].isin(list(rank))]
+        if used.nunique() > 1:
+            roles[used.index[used != max(used.unique(), key=rank.__getitem__)]] = "unused"
     return roles
 
 
-def random_split_foil(
-    df: pd.DataFrame, *, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0
-) -> pd.Series:
+def random_split_foil(df: pd.DataFrame, *, test_size: float = 0.2, val_size: float = 0.2,
+                      seed: int = 0) -> pd.Series:
     """TEACHING FOIL: a random, fold-ignoring split of the rows. Never train on this.
 
-    It is here to show what goes wrong: takes of one recording (and augmented copies)
-    land on both sides, and scores rise for the wrong reason. :func:`audit` flags it.
+    It shows what goes wrong: takes of one recording (and augmented copies) land on both
+    sides, and scores rise for the wrong reason. :func:`audit` flags it.
     """
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(df))
+    order = np.random.default_rng(seed).permutation(len(df))
     n_test = int(round(test_size * len(df)))
     n_val = int(round(val_size * len(df)))
     roles = np.full(len(df), "train", dtype=object)
@@ -233,15 +213,12 @@ def random_split_foil(
 
 
 def audio_content_hash(path: str | Path) -> str:
-    """SHA-1 of the decoded 16-bit samples of a file (not of its bytes on disk).
-
-    Two files with the same sound but different headers or containers hash alike.
-    """
+    """SHA-1 of the decoded 16-bit samples of a file (not of its bytes on disk), so two
+    files with the same sound but different headers or containers hash alike."""
     import soundfile as sf  # here: training from a feature pack needs no audio library
 
     data, sr = sf.read(str(path), dtype="int16", always_2d=True)
-    h = hashlib.sha1()
-    h.update(str(sr).encode())
+    h = hashlib.sha1(str(sr).encode())
     h.update(np.ascontiguousarray(data).tobytes())
     return h.hexdigest()
 
@@ -257,31 +234,22 @@ def content_hashes(df: pd.DataFrame, *, cache_dir: str | Path | None = None,
     for files whose size and modification time are unchanged, so an audit of ESC-50
     decodes its 2000 clips once (a few seconds), not at every run.
     """
-    import json
-
     from tqdm.auto import tqdm
-
-    from .fileio import atomic_write_json
 
     cache_path = Path(cache_dir) / HASHES_FILENAME if cache_dir is not None else None
     known: dict[str, list] = {}
     if cache_path is not None and cache_path.is_file():
-        try:
+        with contextlib.suppress(OSError, ValueError):  # an unreadable cache: hash again
             known = json.loads(cache_path.read_text())
-        except (OSError, ValueError):
-            known = {}  # an unreadable cache is only a cache: hash again
-    paths = [str(Path(p).resolve()) for p in df["path"]]
     out, changed = [], False
+    paths = [str(Path(p).resolve()) for p in df["path"]]
     for path in tqdm(paths, desc="hashing audio", unit="file", leave=False, disable=not progress):
         st = Path(path).stat()
         entry = known.get(path)
-        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
-            out.append(entry[2])
-            continue
-        digest = audio_content_hash(path)
-        known[path] = [st.st_size, st.st_mtime_ns, digest]
-        out.append(digest)
-        changed = True
+        if not (entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns):
+            entry = known[path] = [st.st_size, st.st_mtime_ns, audio_content_hash(path)]
+            changed = True
+        out.append(entry[2])
     if cache_path is not None and changed:
         atomic_write_json(cache_path, known)
     return pd.Series(out, index=df.index, name="content_hash")
@@ -308,20 +276,15 @@ class Leak:
 
     def __str__(self) -> str:
         shown = ", ".join(self.keys[:5]) + (" ..." if len(self.keys) > 5 else "")
-        line = f"  LEAK [{self.kind}] {self.sides[0]} <-> {self.sides[1]}: {len(self.keys)} shared ({shown})"
-        if self.examples:
-            line += "\n" + "\n".join(f"      {e}" for e in self.examples)
-        return line
+        line = (f"  LEAK [{self.kind}] {self.sides[0]} <-> {self.sides[1]}: "
+                f"{len(self.keys)} shared ({shown})")
+        return "\n      ".join([line, *self.examples])
 
 
 @dataclass(frozen=True)
 class CrossFoldRecording:
-    """One of the official folds' own cross-fold recordings, as a split uses it.
-
-    Attributes:
-        src_file: the source recording.
-        clips: ``(filename, category, fold, role)`` of each of its clips in the table.
-    """
+    """One official cross-fold recording as a split uses it: its ``src_file`` and the
+    ``(filename, category, fold, role)`` of each of its clips in the table."""
 
     src_file: str
     clips: tuple[tuple[str, str, int, str], ...]
@@ -329,8 +292,7 @@ class CrossFoldRecording:
     @property
     def sides(self) -> tuple[str, ...]:
         """The split sides (train/val/test) its clips sit on, in that order."""
-        roles = {c[3] for c in self.clips}
-        return tuple(r for r in ROLES if r in roles)
+        return tuple(r for r in ROLES if r in {c[3] for c in self.clips})
 
     @property
     def straddles(self) -> bool:
@@ -339,7 +301,8 @@ class CrossFoldRecording:
 
     def __str__(self) -> str:
         clips = "; ".join(f"{f} ({c}, fold {fold}, {role})" for f, c, fold, role in self.clips)
-        where = (" <-> ".join(self.sides) + " in this split") if self.straddles else "one side only in this split"
+        where = (" <-> ".join(self.sides) + " in this split") if self.straddles \
+            else "one side only in this split"
         return f"    src_file {self.src_file}: {clips} [{where}]"
 
 
@@ -377,27 +340,18 @@ class AuditReport:
                 "use cross_fold='exclude' (--cross-fold exclude), which leaves the clips "
                 "on the less held-out side out of the split.")
         if not self.ok:
-            lines.append(
-                "  Fix: split by official fold (esc50kit.splits.make_splits) and derive "
-                "augmented copies after splitting, from training clips only."
-            )
+            lines.append("  Fix: split by official fold (esc50kit.splits.make_splits) and derive "
+                         "augmented copies after splitting, from training clips only.")
         return "\n".join(lines)
 
 
-def _origin(df: pd.DataFrame) -> pd.Series:
-    """The original clip of each row: ``origin`` for augmented copies, else the file itself."""
-    if "origin" in df.columns:
-        return df["origin"].fillna(df["filename"]).astype(str)
-    return df["filename"].astype(str)
+def _check_roles(df: pd.DataFrame, roles: pd.Series) -> None:
+    if not roles.index.equals(df.index):
+        raise ValueError("roles must be aligned with df (same index)")
 
 
-def audit(
-    df: pd.DataFrame,
-    roles: pd.Series,
-    *,
-    check_content: bool = False,
-    raise_on_leak: bool = True,
-) -> AuditReport:
+def audit(df: pd.DataFrame, roles: pd.Series, *, check_content: bool = False,
+          raise_on_leak: bool = True) -> AuditReport:
     """Prove that no data is shared between train, validation and test.
 
     Checks every pair of sides for shared folds, files, ``src_file`` groups, augmented
@@ -409,32 +363,25 @@ def audit(
         df: the table (``filename``, ``fold``, ``src_file``; optional ``origin``,
             ``content_hash``, ``path``).
         roles: ``train``/``val``/``test``/``unused`` per row, aligned with ``df``.
-        check_content: also compare hashes of the decoded audio.
         raise_on_leak: raise :class:`LeakageError` when a leak is found.
 
     Returns:
         AuditReport: printable; ``report.ok`` is True when nothing leaks.
     """
-    if not roles.index.equals(df.index):
-        raise ValueError("roles must be aligned with df (same index)")
+    _check_roles(df, roles)
     unknown = set(roles.unique()) - set(ROLES) - {"unused"}
     if unknown:
         raise ValueError(f"unknown role(s) {sorted(unknown)}; use {ROLES} or 'unused'")
-    keys = {
-        "fold": df["fold"].astype(str),
-        "file": df["filename"].astype(str),
-        "src_file": df["src_file"].astype(str),
-        "augmented copy": _origin(df),
-    }
-    checks = list(keys)
+    filename = df["filename"].astype(str)
+    # the original clip of each row: ``origin`` for augmented copies, else the file itself
+    origin = df["origin"].fillna(filename).astype(str) if "origin" in df.columns else filename
+    keys = {"fold": df["fold"].astype(str), "file": filename,
+            "src_file": df["src_file"].astype(str), "augmented copy": origin}
     if check_content:
-        if "content_hash" in df.columns:
-            keys["content"] = df["content_hash"].astype(str)
-        else:
-            keys["content"] = df["path"].map(audio_content_hash)
-        checks.append("content")
-    counts = {r: int((roles == r).sum()) for r in ROLES}
-    report = AuditReport(counts=counts, checks=checks, cross_fold=_cross_fold_recordings(df, roles),
+        keys["content"] = (df["content_hash"].astype(str) if "content_hash" in df.columns
+                           else df["path"].map(audio_content_hash))
+    report = AuditReport(counts={r: int((roles == r).sum()) for r in ROLES}, checks=list(keys),
+                         cross_fold=_cross_fold_recordings(df, roles),
                          leaks=_leaks(df, roles, keys))
     if raise_on_leak and not report.ok:
         raise LeakageError(report)
@@ -449,10 +396,8 @@ def _leaks(df: pd.DataFrame, roles: pd.Series, keys: dict[str, pd.Series]) -> li
         for a, b in [("train", "test"), ("val", "test"), ("train", "val")]:
             shared = set(key[roles == a]) & set(key[roles == b])
             if kind == "augmented copy":
-                # A copy is only an 'augmented copy' leak when it is not the same file:
-                # plain file overlaps are already reported under 'file'.
-                copies = (key != df["filename"]) & roles.isin([a, b])
-                shared &= set(key[copies])
+                # Only a copy that is not the same file: file overlaps are reported as 'file'.
+                shared &= set(key[(key != df["filename"]) & roles.isin([a, b])])
             if kind == "src_file":
                 # Allowed: a recording whose clips on these sides are all official
                 # cross-fold clips at their official folds (reported above, not a leak).
@@ -482,8 +427,7 @@ def _examples(df: pd.DataFrame, key: pd.Series, roles: pd.Series, shared: set[st
     a, b = sides
     out = []
     for k in sorted(shared)[:limit]:
-        fa = df.loc[(key == k) & (roles == a), "filename"].astype(str).tolist()
-        fb = df.loc[(key == k) & (roles == b), "filename"].astype(str).tolist()
+        fa, fb = (df.loc[(key == k) & (roles == s), "filename"].astype(str).tolist() for s in sides)
         if fa and fb:
             out.append(f"{k}: {fa[0]} ({a}) <-> {fb[0]} ({b})")
     return tuple(out)
@@ -491,13 +435,10 @@ def _examples(df: pd.DataFrame, key: pd.Series, roles: pd.Series, shared: set[st
 
 # --- Splits whose score would mean nothing -------------------------------------------------
 #
-# A split can be leak-free and still give a number that measures nothing: a class the model
-# never saw in training, one class in the whole dataset (100% for any model), a scored fold
-# with fewer clips than classes, a training fold without clips (the split then trains on
-# fewer folds than its protocol says), or an empty side. These are checked before anything
-# trains; a mode is laid out over the folds it is asked for (the five official folds, or
-# ``folds=``), never over whichever folds happen to hold clips, so an empty fold 5 is a
-# refusal, not a silent "test on fold 4".
+# A split can be leak-free and still measure nothing: a class never trained, one class in
+# the dataset (100% for any model), a scored fold with fewer clips than classes, a training
+# fold without clips, or an empty side. A mode is laid out over the folds asked for, never
+# over whichever hold clips, so an empty fold 5 is a refusal, not a silent "test on fold 4".
 
 # kind -> can it run at all? (an empty side cannot: there is nothing to train or to score)
 PROBLEM_KINDS = {"empty train": True, "empty val": True, "empty test": True,
@@ -507,11 +448,8 @@ _SHOWN_PROBLEMS = 6  # at most this many named in one refusal (it stays one line
 
 
 class SplitError(ValueError):
-    """A split whose score would mean nothing; refused before anything trains.
-
-    The message names each split, the classes and the counts, and what to do;
-    ``problems`` holds the :class:`SplitProblem` objects.
-    """
+    """A split whose score would mean nothing, refused before anything trains;
+    ``problems`` holds its :class:`SplitProblem` objects."""
 
     def __init__(self, message: str, problems: Sequence[SplitProblem] = ()):
         super().__init__(message)
@@ -520,13 +458,9 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class SplitProblem:
-    """One reason a split's score would mean nothing.
-
-    Attributes:
-        kind: a key of :data:`PROBLEM_KINDS`.
-        split: the split's name (``test5-val4``).
-        message: the whole sentence, starting with the split's name.
-    """
+    """One reason a split's score would mean nothing: ``kind`` (a key of
+    :data:`PROBLEM_KINDS`), ``split`` (its name, ``test5-val4``) and ``message`` (the
+    whole sentence, starting with the split's name)."""
 
     kind: str
     split: str
@@ -547,31 +481,26 @@ def _fold_list(folds: Sequence[int]) -> str:
 
 def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
                 class_names: Sequence[str]) -> list[SplitProblem]:
-    """What would make this split's score meaningless; an empty list when nothing does.
-
-    Pure: reads the table and the roles, trains nothing.
+    """What would make this split's score meaningless (pure: trains nothing).
 
     Args:
         df: the table (``category``, ``fold``).
         roles: ``train``/``val``/``test``/``unused`` per row (:func:`assign_roles`).
-        split: the split the roles come from (names the folds in the messages).
         class_names: every class of the dataset (all folds, also those not loaded): the
             model's outputs.
 
     Returns:
-        list[SplitProblem]: empty sides (training folds, the validation fold, the test
-        fold), a training fold without clips (the others train: not the mode's protocol),
-        a dataset of one class, classes without a training clip, and scored
-        folds with fewer clips than classes.
+        list[SplitProblem]: empty sides, a training fold without clips (the others train:
+        not the mode's protocol), one class, classes without a training clip, and scored
+        folds with fewer clips than classes; empty when nothing is wrong.
     """
-    if not roles.index.equals(df.index):
-        raise ValueError("roles must be aligned with df (same index)")
+    _check_roles(df, roles)
     n_classes = len(class_names)
-    category = df["category"].astype(str)
-    side = {r: category[roles == r] for r in ROLES}
+    side = {r: df["category"].astype(str)[roles == r] for r in ROLES}
     where = {"train": f"training folds {_fold_list(split.train_folds)}",
              "val": f"validation fold {split.val_fold}", "test": f"test fold {split.test_fold}"}
-    scored = [r for r, fold in (("val", split.val_fold), ("test", split.test_fold)) if fold is not None]
+    scored = [r for r, fold in (("val", split.val_fold), ("test", split.test_fold))
+              if fold is not None]
     found = [(f"empty {r}", f"{where[r]} hold{'' if r == 'train' else 's'} no clips")
              for r in ["train", *scored] if side[r].empty]
     trained_folds = set(df.loc[roles == "train", "fold"].astype(int))
@@ -580,7 +509,8 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
         found.append(("missing train fold",
                       f"training fold(s) {_fold_list(idle)} hold no clips, so it trains on "
                       f"{len(split.train_folds) - len(idle)} of its {len(split.train_folds)} "
-                      f"training folds ({_fold_list([f for f in split.train_folds if f in trained_folds])}): "
+                      "training folds "
+                      f"({_fold_list([f for f in split.train_folds if f in trained_folds])}): "
                       "not the protocol its score is compared under"))
     if n_classes == 1:
         found.append(("one class", f"the dataset has one class ({class_names[0]!r}): every "
@@ -594,36 +524,27 @@ def check_split(df: pd.DataFrame, roles: pd.Series, split: FoldSplit,
                       f"{len(absent)} of {n_classes} class(es) without a clip in {where['train']} "
                       f"({len(side['train'])} clips): {named}; the model never learns them, "
                       "so every scored clip of them counts as an error"))
-    found += [(f"few {r} clips", f"{where[r]} holds {len(side[r])} clip(s) for {n_classes} classes: "
-               f"at least {n_classes - len(side[r])} class(es) never scored there, and each clip "
+    found += [(f"few {r} clips",
+               f"{where[r]} holds {len(side[r])} clip(s) for {n_classes} classes: at least "
+               f"{n_classes - len(side[r])} class(es) never scored there, and each clip "
                f"moves its accuracy by {100 / len(side[r]):.1f} points")
               for r in scored if 0 < len(side[r]) < n_classes]
-    return [SplitProblem(kind=k, split=split.name, message=f"{split.name}: {text}") for k, text in found]
+    return [SplitProblem(kind=k, split=split.name, message=f"{split.name}: {text}")
+            for k, text in found]
 
 
-def checked_splits(
-    df: pd.DataFrame,
-    mode: str,
-    *,
-    class_names: Sequence[str],
-    folds: Sequence[int] = OFFICIAL_FOLDS,
-    val_offset: int = 1,
-    cross_fold: str = "allow",
-    allow_degenerate: bool = False,
-    source: str = "the dataset",
-) -> tuple[list[FoldSplit], dict[str, list[str]]]:
+def checked_splits(df: pd.DataFrame, mode: str, *, class_names: Sequence[str],
+                   folds: Sequence[int] = OFFICIAL_FOLDS, val_offset: int = 1,
+                   cross_fold: str = "allow", allow_degenerate: bool = False,
+                   source: str = "the dataset") -> tuple[list[FoldSplit], dict[str, list[str]]]:
     """The splits of ``mode`` over ``folds``, each checked by :func:`check_split`.
 
-    The mode is laid out over the folds asked for, not over those that hold clips: a
-    fold without clips is an empty side, so ``final`` without fold 5 is refused rather
-    than turned into "test on fold 4". To use fewer folds, ask for them (``folds=``).
+    The mode is laid out over the folds asked for, not over those that hold clips, so
+    ``final`` without fold 5 is refused rather than turned into "test on fold 4".
 
     Args:
         df: the table of the folds used (``fold``, ``category``, ``filename``).
-        mode: ``cv``, ``validation``, ``final`` or ``refit`` (see :func:`make_splits`).
         class_names: every class of the dataset, the model's outputs.
-        folds: the folds the mode is laid out over (default: the five official ones).
-        val_offset: ``cv`` only, see :func:`cv_splits`.
         cross_fold: as in :func:`assign_roles` (the sizes checked are those it leaves).
         allow_degenerate: run a split whose score means little anyway (a class without
             training clips, one class, a scored fold with fewer clips than classes); its
@@ -637,15 +558,15 @@ def checked_splits(
     Raises:
         SplitError: a problem, unless allowed; an empty side always.
     """
-    folds = tuple(sorted({int(f) for f in folds}))
+    folds = _sorted_folds(folds)
     if mode in ("cv", "refit") and len(folds) < 3:
         raise SplitError(
             f"{source}: mode {mode!r} needs at least 3 folds (each fold tests once, the "
             f"rest train{', one of them validates' if mode == 'cv' else ''}), got folds "
             f"{list(folds)}; ask for 3 or more folds")
     splits = make_splits(mode, folds, val_offset=val_offset)
-    problems = [p for s in splits
-                for p in check_split(df, assign_roles(df, s, cross_fold=cross_fold), s, class_names)]
+    problems = [p for s in splits for p in
+                check_split(df, assign_roles(df, s, cross_fold=cross_fold), s, class_names)]
     if any(p.fatal for p in problems) or (problems and not allow_degenerate):
         raise SplitError(_refusal(problems, df, mode, folds, source), problems)
     return splits, {s.name: [p.message for p in problems if p.split == s.name] for s in splits}

@@ -1,17 +1,14 @@
 """Augmented feature variants: a few waveform-augmented copies of every clip, as features.
 
-Pitch shifting and time stretching change a clip in ways SpecAugment and mixup cannot,
-but they run a phase vocoder (tens of milliseconds a clip), far too slow to apply to
-every training batch on a CPU. So each clip gets ``copies`` augmented versions ONCE,
-their features are cached beside the clip's own (:func:`esc50kit.cache.load_or_compute`
-with ``variants=``), and training draws one version of each clip per epoch
-(:func:`esc50kit.training.fit` with a 4-D ``X_train``). An epoch costs the same as
-without them.
+Pitch shifting and time stretching run a phase vocoder (tens of milliseconds a clip), far
+too slow for every training batch on a CPU. So each clip gets ``copies`` augmented versions
+ONCE, cached beside its own features (:func:`esc50kit.cache.load_or_compute` with
+``variants=``), and training draws one version of each clip per epoch
+(:func:`esc50kit.training.fit` with a 4-D ``X_train``): an epoch costs the same.
 
-Leakage: the variants of a clip form extra slices of that clip's OWN row, shape
-(N, 1 + copies, n_bins, frames), so they sit in the same fold, split role and source
-recording as their original by construction. Only training rows' variants are used for
-training; validation and test clips are scored from their original features.
+Leakage: the variants of a clip are extra slices of that clip's OWN row, shape
+(N, 1 + copies, n_bins, frames), so they share its fold, split role and source recording
+by construction. Validation and test clips are scored from their original features.
 """
 from __future__ import annotations
 
@@ -52,7 +49,8 @@ class VariantSpec:
                              f"{sorted(RANDOM_TRANSFORMS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"copies": int(self.copies), "transforms": list(self.transforms), "seed": int(self.seed)}
+        return {"copies": int(self.copies), "transforms": list(self.transforms),
+                "seed": int(self.seed)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VariantSpec":
@@ -64,11 +62,8 @@ class VariantSpec:
 
 
 def make_copies(y: np.ndarray, *, sr: int, filename: str, spec: VariantSpec) -> list[np.ndarray]:
-    """The ``spec.copies`` augmented versions of one clip.
-
-    Args:
-        y: the clip, shape (samples,), float32, at ``sr``.
-        filename: the clip's file name (seeds its draws with ``spec.seed``).
+    """The ``spec.copies`` augmented versions of one clip ``y``, shape (samples,) at ``sr``,
+    whose ``filename`` seeds its draws with ``spec.seed``.
 
     Returns:
         list of ``spec.copies`` arrays, each shape (samples,), float32.
