@@ -1,14 +1,10 @@
 """Run a training mode end to end and write its run folder (:mod:`esc50kit.run_folder`).
 
-metadata -> splits (each audited; a leak raises) -> cached features (and, when the
-profile asks for them, cached augmented variants of every clip) -> for every split:
-normaliser fitted on its training rows only, training on those rows (and their own
-variants) with the checkpoint chosen on its validation fold, ONE scoring of its test
-fold with that checkpoint -> predictions and metrics -> the run folder.
-
-Running again with the same ``run_name`` resumes (see :mod:`esc50kit.run_folder`).
-``track=True`` also logs the run to MLflow as it goes (:mod:`esc50kit.tracking`); the
-folder stays the record, and without ``track`` mlflow is never imported.
+metadata -> splits (each audited; a leak raises) -> cached features (and the profile's
+cached augmented variants of every clip) -> per split: normaliser fitted on its training
+rows only, training with the checkpoint chosen on its validation fold, ONE scoring of its
+test fold -> predictions and metrics -> the run folder. The same ``run_name`` resumes;
+``track=True`` also logs to MLflow (:mod:`esc50kit.tracking`; otherwise never imported).
 """
 from __future__ import annotations
 
@@ -27,13 +23,12 @@ import pandas as pd
 
 from . import evaluation
 from .cache import load_or_compute
-from .data import class_names as _class_names
-from .data import OFFICIAL_FOLDS, load_metadata, summarize
+from .data import OFFICIAL_FOLDS, load_metadata, summarize, class_names as _class_names
 from .features import Normalizer
 from .models import ModelConfig, build_model
 from .packs import is_pack, read_pack
 from .profiles import Profile, get_profile
-from .run_folder import NORMALIZER, RUNS_DIRNAME, RunFolder, RunResult, utc_stamp  # noqa: F401 (re-exported)
+from .run_folder import NORMALIZER, RUNS_DIRNAME, RunFolder, RunResult, utc_stamp  # noqa: F401
 from .splits import FoldSplit, assign_roles, audit, checked_splits, content_hashes, feature_hashes
 from .tracking import tracked
 from .training import FitResult, TrainConfig, fit, predict_proba
@@ -43,11 +38,8 @@ FEATURES_DIRNAME = "features"
 
 
 def default_run_name(profile: str, data_dir: str | Path, *, cross_fold: str = "allow") -> str:
-    """The run folder name the notebooks and the chain use: ``<profile>-<dataset folder>``,
-    with ``-strict`` for ``cross_fold="exclude"``.
-
-    Runs of one profile on different datasets (ESC-10, ESC-50) get different folders.
-    """
+    """``<profile>-<dataset folder>`` (``-strict`` for ``cross_fold="exclude"``): the run
+    folder of the notebooks and the chain, one per dataset (ESC-10, ESC-50)."""
     strict = "-strict" if cross_fold == "exclude" else ""
     return f"{profile}-{Path(data_dir).expanduser().resolve().name}{strict}"
 
@@ -64,11 +56,8 @@ def load_run(run_dir: str | Path) -> RunResult:
 
 
 def run_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a run depends on.
-
-    Read from the installed distributions, without importing them: a run from a feature
-    pack on a machine without librosa says ``"not installed"`` rather than failing.
-    """
+    """Versions of Python and the libraries a run depends on, read from the installed
+    distributions without importing them (a pack run without librosa: ``"not installed"``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
@@ -92,21 +81,14 @@ def _split_dict(split: FoldSplit) -> dict[str, Any]:
             "val_fold": split.val_fold, "test_fold": split.test_fold}
 
 
-def _audited_splits(df: pd.DataFrame, splits: list[FoldSplit], *,
-                    cross_fold: str = "allow") -> str:
-    """Prove every split leak-free (the official folds' own cross-fold recordings allowed,
-    or left out with ``cross_fold="exclude"``).
-
-    Returns:
-        str: the audit reports (the run folder's ``audit.txt``).
+def _audited_splits(df: pd.DataFrame, splits: list[FoldSplit], *, cross_fold: str) -> str:
+    """The audit reports of every split (``audit.txt``).
 
     Raises:
         LeakageError: a split shares folds, files, source recordings or copies.
     """
     reports = []
     for split in splits:
-        if split.val_fold == split.test_fold:
-            raise ValueError(f"split {split.name}: the validation fold is the test fold")
         report = audit(df, assign_roles(df, split, cross_fold=cross_fold),
                        check_content="content_hash" in df.columns)
         reports.append(f"{split.name} (cross_fold={cross_fold!r}) | {report}")
@@ -119,17 +101,15 @@ def train_and_score(
     variants: np.ndarray | None = None, out_dir: Path | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, FitResult]:
-    """Normalise, build, fit (the checkpoint chosen on ``val``), then score ``scored`` once.
+    """Normalise (statistics of the ``train`` rows only), build, fit with the checkpoint
+    chosen on ``val``, then score the ``scored`` rows once.
 
     Args:
-        X: shape (N, n_bins, frames), every clip's features.
-        y: shape (N,), labels.
-        train, val, scored: row indices; the normaliser is fitted on ``train`` only.
-        variants: shape (N, copies, n_bins, frames), augmented copies of each clip: a
-            training row trains on its own, a scored row averages over them with
-            ``train_config.tta``.
+        X: shape (N, n_bins, frames), every clip's features; ``y``: shape (N,), labels.
+        variants: shape (N, copies, n_bins, frames), each clip's augmented copies: a
+            training row trains on its own, a scored row averages over them (``tta``).
         out_dir: the split folder (normaliser, checkpoints, history); None writes nothing.
-        checkpoint_meta: stored in every checkpoint (the run stores its features).
+        checkpoint_meta: stored in every checkpoint (a run stores its features).
 
     Returns:
         tuple: (probabilities, shape (len(scored), n_classes); the :class:`FitResult`).
@@ -140,7 +120,7 @@ def train_and_score(
     if out_dir is not None:
         norm.save(Path(out_dir) / NORMALIZER)
     X_train = X[train]
-    if variants is not None:  # (n_train, 1 + copies, n_bins, frames): each clip and its own variants
+    if variants is not None:  # (n_train, 1 + copies, n_bins, frames): each clip, its variants
         X_train = np.concatenate([X_train[:, None], variants[train]], axis=1)
     torch.manual_seed(seed)  # the same initial weights for a given seed
     model = build_model(model_config)
@@ -152,7 +132,7 @@ def train_and_score(
     score = functools.partial(predict_proba, model, batch_size=train_config.eval_batch_size,
                               amp=train_config.amp)
     probs = score(norm.transform(X[scored]))
-    if variants is not None and train_config.tta:  # the mean over each clip and its own variants
+    if variants is not None and train_config.tta:  # the mean over each clip and its variants
         for k in range(variants.shape[1]):
             probs += score(norm.transform(variants[scored, k]))
         probs /= 1 + variants.shape[1]
@@ -184,11 +164,8 @@ def _role_scores(pred: pd.DataFrame, role: str) -> dict[str, float | None]:
 
 def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
                    warnings: Sequence[str] = ()) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train one split, score its validation and test folds, write them. Returns (metrics, predictions).
-
-    A split without a validation fold (``refit``) trains for the profile's fixed epoch
-    count and scores its last weights; its ``val_*`` figures are None.
-    """
+    """Train one split, score and write its validation and test folds (metrics, predictions).
+    Without a validation fold (``refit``) the last weights are scored; ``val_*`` is None."""
     df = inputs.df
     roles = assign_roles(df, split, cross_fold=inputs.cross_fold)
     train, val, test = (np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
@@ -215,28 +192,17 @@ def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
 
 def _run_metrics(split_metrics: list[dict], pred: pd.DataFrame, *, role: str,
                  times: dict[str, float]) -> dict[str, Any]:
-    """Run-level ``metrics.json``.
-
-    Keys: ``scored_role`` (``test``, or ``val`` in validation mode), ``splits`` (the
-    per-split dicts), ``accuracy`` and ``macro_f1`` (``mean``/``std``/``n`` over splits,
-    std with ddof=1), ``overall_accuracy`` and ``overall_macro_f1`` (all scored clips
-    pooled), ``times`` (``features_s``, ``training_s``, ``total_s``),
-    ``samples_per_s`` (training clips per second over all splits) and ``warnings``
-    (every split's, in split order: why these scores mean little; empty for a sound run).
-    """
-    key = "test" if role == "test" else "val"
+    """Run-level ``metrics.json``: ``accuracy``/``macro_f1`` as mean/std (ddof=1)/n over
+    splits, ``overall_*`` of the pooled clips, every split's ``warnings`` in order."""
     pooled = evaluation.scores(pred["true_label"], pred["pred_label"])
     train_s = sum(m["train_seconds"] for m in split_metrics)
     samples = sum(m["samples_per_s"] * m["train_seconds"] for m in split_metrics)
     return {
-        "scored_role": role,
-        "splits": split_metrics,
-        "accuracy": evaluation.mean_std([m[f"{key}_accuracy"] for m in split_metrics]),
-        "macro_f1": evaluation.mean_std([m[f"{key}_macro_f1"] for m in split_metrics]),
-        "overall_accuracy": pooled["accuracy"],
-        "overall_macro_f1": pooled["macro_f1"],
-        "n_scored": pooled["n"],
-        "times": times,
+        "scored_role": role, "splits": split_metrics,  # role: "test", or "val" (validation mode)
+        "accuracy": evaluation.mean_std([m[f"{role}_accuracy"] for m in split_metrics]),
+        "macro_f1": evaluation.mean_std([m[f"{role}_macro_f1"] for m in split_metrics]),
+        "overall_accuracy": pooled["accuracy"], "overall_macro_f1": pooled["macro_f1"],
+        "n_scored": pooled["n"], "times": times,
         "samples_per_s": samples / train_s if train_s > 0 else None,
         "warnings": [w for m in split_metrics for w in m.get("warnings", [])],
     }
@@ -262,35 +228,35 @@ def _md_table(df: pd.DataFrame) -> str:
 
 def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
     role = metrics["scored_role"]
+    dash = lambda v: "-" if v is None else v  # noqa: E731
     rows = pd.DataFrame([{
         "split": m["name"], "train folds": ",".join(map(str, m["train_folds"])),
-        "val fold": m["val_fold"] or "-", "test fold": m["test_fold"] if m["test_fold"] else "-",
-        "best epoch": m["best_epoch"],
-        "val acc": m["val_accuracy"] if m["val_accuracy"] is not None else "-",
-        "test acc": m["test_accuracy"] if m["test_accuracy"] is not None else "-",
-        "test macro-F1": m["test_macro_f1"] if m["test_macro_f1"] is not None else "-",
+        "val fold": m["val_fold"] or "-", "test fold": m["test_fold"] or "-",
+        "best epoch": m["best_epoch"], "val acc": dash(m["val_accuracy"]),
+        "test acc": dash(m["test_accuracy"]), "test macro-F1": dash(m["test_macro_f1"]),
         "clips/s": m["samples_per_s"],
     } for m in metrics["splits"]])
     acc = metrics["accuracy"]
     table = evaluation.comparison_table(
         acc["mean"], dataset=dataset, std=acc["std"],
         protocol=evaluation.run_protocol(config["mode"], len(metrics["splits"])))
+    how = ("(no validation fold: every other fold trained for the recipe's fixed epoch count, "
+           "the last weights scored)" if config["mode"] == "refit"
+           else "(checkpoints chosen on the validation fold only)")
     t = metrics["times"]
     return "\n".join([
         f"# Run `{config['run_name']}`", "",
         f"- data: `{config['data_dir']}` ({dataset}, subset `{config['subset']}`, "
         f"{len(config['class_names'])} classes)",
         f"- mode `{config['mode']}`, profile `{config['profile']['name']}`, seed {config['seed']}",
-        f"- scored role: **{role}** " + ("(no validation fold: every other fold trained for "
-                                         "the recipe's fixed epoch count, the last weights scored)"
-                                         if config["mode"] == "refit" else
-                                         "(checkpoints chosen on the validation fold only)"), "",
+        f"- scored role: **{role}** {how}", "",
         _md_table(rows), "",
         f"**{role} accuracy: {acc['mean']:.3f} +- {acc['std']:.3f}** over {acc['n']} split(s); "
         f"pooled {metrics['overall_accuracy']:.3f}, macro-F1 {metrics['overall_macro_f1']:.3f}.",
         *[f"WARNING: {w}" for w in score_warnings(metrics)], "",
         f"Times: features {t['features_s']:.1f} s, training {t['training_s']:.1f} s, "
-        f"total {t['total_s']:.1f} s; {metrics['samples_per_s'] or float('nan'):.1f} training clips/s.", "",
+        f"total {t['total_s']:.1f} s; {metrics['samples_per_s'] or float('nan'):.1f} "
+        "training clips/s.", "",
         "## Beside the reference points", "",
         _md_table(table), "",
     ])
@@ -304,54 +270,33 @@ def run_experiment(
     cross_fold: str = "allow", allow_degenerate: bool = False, track: bool = False,
     on_split: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Run a mode end to end and write the run folder (see :mod:`esc50kit.run_folder`).
+    """Run a mode end to end and write its run folder (layout, resume: :mod:`.run_folder`).
 
     Args:
-        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``), or a feature pack
-            (``.npz``, :mod:`esc50kit.packs`) whose features match the profile's.
-        artifacts_dir: where ``features/`` (the cache) and ``runs/`` live.
-        mode: ``"cv"``, ``"validation"``, ``"final"`` or ``"refit"`` (each fold tests once,
-            all others train for the profile's epoch count, no validation fold); None takes
-            the profile's (``quick``: ``final``, ``cpu-cv``, ``full``: ``cv``, ``cpu-esc50``: ``refit``).
-        profile: a name in :data:`esc50kit.profiles.PROFILES` or a :class:`Profile`.
-        overrides: settings to change, e.g. ``{"training.epochs": 5}``.
-        seed: seeds model initialisation, shuffling and augmentation.
-        run_name: folder name under ``runs/``; an existing run of that name with the same
-            configuration is resumed. Default: ``<profile>-<mode>-seed<seed>-<UTC time>``.
-        progress: tqdm bars (feature extraction, one per split).
-        subset: ``"all"``, ``"esc10"`` or ``"esc50"`` (see :func:`esc50kit.data.load_metadata`).
-        val_offset: ``cv`` mode: test fold ``i`` is validated on the fold ``val_offset`` places
-            after it (:func:`esc50kit.splits.cv_splits`); runs with every offset make an
-            ensemble of fold models.
-        folds: use these official folds only (default: all). The others are never loaded,
-            so ``cv`` over folds 1-4 is an inner cross-validation that compares recipes
-            without touching fold 5: its "test" folds are validation folds of the outer protocol.
-        keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``
-            (optimizer and RNG states: only needed to train a finished split further);
-            ``checkpoint_best.pt``, which scoring and ``predict`` use, is always kept.
-        cross_fold: the official folds' own cross-fold recordings (four ``src_file``
-            of ESC-50 with clips in two folds, :data:`esc50kit.splits.OFFICIAL_CROSS_FOLD_CLIPS`):
-            ``"allow"`` (the official protocol) or ``"exclude"`` (strict: a split leaves
-            out their clips on its less held-out side; see :func:`esc50kit.splits.assign_roles`).
-        allow_degenerate: run splits whose score means little anyway (a class without training
-            clips, one class, a scored fold with fewer clips than classes); ``metrics.json``
-            (``warnings``, run level and per split) and ``summary.md`` then say why next to
-            the score. Default: refuse them.
-        track: also log the run to MLflow (:mod:`esc50kit.tracking`: configuration, per-epoch
-            curves as each split finishes, final figures, confusion matrix, the run folder).
-            Off by default, and then mlflow is never imported; without mlflow installed the
-            run goes on untracked with a ``TrackingOffWarning``.
-        on_split: called as ``on_split(index, split_metrics)`` after each split, in split
-            order, finished earlier (read back) or now; an exception it raises stops the
-            run there (the search's pruner does so), leaving the finished splits to resume.
-
-    Returns:
-        RunResult: the run folder, loaded.
+        data_dir: dataset root (``meta/esc50.csv``, ``audio/``), or a feature pack
+            (``.npz``, :mod:`esc50kit.packs`) of the profile's features.
+        artifacts_dir: holds ``features/`` (the cache) and ``runs/``.
+        mode: ``cv``, ``validation``, ``final`` or ``refit`` (:func:`.splits.make_splits`);
+            None: the profile's.
+        profile: a name in :data:`esc50kit.profiles.PROFILES` or a :class:`Profile`;
+            ``overrides`` change its settings, e.g. ``{"training.epochs": 5}``.
+        run_name: the folder under ``runs/``; a run of that name and configuration resumes.
+            Default: ``<profile>-<mode>-seed<seed>-<UTC time>``.
+        subset: ``all``, ``esc10`` or ``esc50`` (:func:`esc50kit.data.load_metadata`).
+        val_offset: ``cv``: the validation fold's offset (:func:`.splits.cv_splits`).
+        folds: these official folds only; the others are never loaded (inner CV).
+        keep_last_checkpoints: keep each finished split's ``checkpoint_last.pt``.
+        cross_fold: ``allow`` or ``exclude`` (:func:`.splits.assign_roles`).
+        allow_degenerate: run splits whose score means little, with ``warnings`` beside
+            the score (:func:`.splits.checked_splits`). Default: refuse them.
+        track: also log to MLflow (:mod:`esc50kit.tracking`); without mlflow the run goes
+            on untracked with a ``TrackingOffWarning``.
+        on_split: ``on_split(index, split_metrics)`` after each split, in order, trained or
+            read back; an exception it raises stops the run there (the search's pruner).
 
     Raises:
-        SplitError: a split's score would mean nothing (:func:`esc50kit.splits.checked_splits`);
-            a mode's fold without clips (``final`` without fold 5) is refused, never replaced
-            by another fold. Nothing is written.
+        SplitError: a split's score would mean nothing, or a mode's fold holds no clips
+            (never replaced by another fold); nothing is written.
         LeakageError: a split leaks (never expected with the official folds).
         ValueError: ``run_name`` exists with another configuration.
     """
@@ -361,24 +306,27 @@ def run_experiment(
     cache_dir = Path(artifacts_dir) / FEATURES_DIRNAME
     inputs, splits, split_warnings, audit_text = _plan(
         data_dir, prof, mode=mode, subset=subset, folds=folds, val_offset=val_offset, seed=seed,
-        cross_fold=cross_fold, allow_degenerate=allow_degenerate, cache_dir=cache_dir, progress=progress)
+        cross_fold=cross_fold, allow_degenerate=allow_degenerate, cache_dir=cache_dir,
+        progress=progress)
     run_name = run_name or f"{prof.name}-{mode}-seed{seed}-{utc_stamp()}"
     run = RunFolder.named(artifacts_dir, run_name)
-    config = run.resumable(_run_config(inputs, run_name, data_dir=data_dir, subset=subset, mode=mode,
-                                       val_offset=val_offset, splits=splits))
+    config = run.resumable(_run_config(inputs, run_name, data_dir=data_dir, subset=subset,
+                                       mode=mode, val_offset=val_offset, splits=splits))
     inputs.X, inputs.V, features_s = _features(inputs, cache_dir=cache_dir)
-    # Written once the features exist: a clip that cannot be read leaves no run folder.
-    run.write_start(config, audit_text)
+    run.write_start(config, audit_text)  # after the features: an unreadable clip leaves no folder
     with tracked(enabled=track, config=config, artifacts_dir=Path(artifacts_dir)) as tracker:
         all_metrics, all_pred = _run_splits(run, splits, inputs, split_warnings, tracker=tracker,
-                                            keep_last_checkpoints=keep_last_checkpoints, on_split=on_split)
-        _finish(run, config, inputs, all_metrics, all_pred, tracker=tracker, features_s=features_s,
-                t_start=t_start, scored_role="test" if splits[0].test_fold is not None else "val")
+                                            keep_last_checkpoints=keep_last_checkpoints,
+                                            on_split=on_split)
+        _finish(run, config, inputs, all_metrics, all_pred, tracker=tracker,
+                features_s=features_s, t_start=t_start,
+                scored_role="test" if splits[0].test_fold is not None else "val")
     return run.load()
 
 
-def _finish(run: RunFolder, config: dict[str, Any], inputs: _Inputs, all_metrics: list[dict[str, Any]],
-            all_pred: pd.DataFrame, *, tracker, features_s: float, t_start: float, scored_role: str) -> None:
+def _finish(run: RunFolder, config: dict[str, Any], inputs: _Inputs,
+            all_metrics: list[dict[str, Any]], all_pred: pd.DataFrame, *, tracker,
+            features_s: float, t_start: float, scored_role: str) -> None:
     """Write the run's predictions (of the scored role), metrics and summary; end tracking."""
     times = {"features_s": features_s, "training_s": sum(m["train_seconds"] for m in all_metrics),
              "total_s": time.perf_counter() - t_start}
@@ -388,20 +336,16 @@ def _finish(run: RunFolder, config: dict[str, Any], inputs: _Inputs, all_metrics
     tracker.finish(run_dir=run.path, metrics=metrics, predictions=pred, class_names=inputs.names)
 
 
-def _plan(data_dir: str | Path, prof: Profile, *, mode: str, subset: str, folds: Sequence[int] | None,
-          val_offset: int, seed: int, cross_fold: str, allow_degenerate: bool, cache_dir: Path,
-          progress: bool) -> tuple[_Inputs, list[FoldSplit], dict[str, list[str]], str]:
-    """The clips, the checked splits, and their audit (nothing written but the hash cache).
-
-    Returns:
-        tuple: (the inputs, without features unless read from a pack; the splits; each
-        split's warnings; the audit reports).
-    """
+def _plan(data_dir: str | Path, prof: Profile, *, mode: str, subset: str,
+          folds: Sequence[int] | None, val_offset: int, seed: int, cross_fold: str,
+          allow_degenerate: bool, cache_dir: Path, progress: bool,
+          ) -> tuple[_Inputs, list[FoldSplit], dict[str, list[str]], str]:
+    """The clips (without features unless read from a pack), the checked splits, each
+    split's warnings, and the audit reports; nothing is written but the hash cache."""
     df, X_packed, names, dataset = _load_table(data_dir, prof, subset=subset, folds=folds)
-    # Checked before the audio is hashed or anything written: a split whose score would
-    # mean nothing stops here (or, allowed, carries its warnings into every report).
-    # The mode is laid out over the folds asked for (all five by default), not over those
-    # that hold clips: an empty fold 5 is refused, never replaced by fold 4.
+    # Checked before the audio is hashed or anything written. The mode is laid out over
+    # the folds asked for, not those that hold clips: an empty fold 5 is refused, never
+    # replaced by fold 4.
     splits, split_warnings = checked_splits(
         df, mode, class_names=names, folds=OFFICIAL_FOLDS if folds is None else folds,
         val_offset=val_offset, cross_fold=cross_fold, allow_degenerate=allow_degenerate,
@@ -418,11 +362,8 @@ def _plan(data_dir: str | Path, prof: Profile, *, mode: str, subset: str, folds:
 
 def _load_table(data_dir: str | Path, prof: Profile, *, subset: str, folds: Sequence[int] | None,
                 ) -> tuple[pd.DataFrame, np.ndarray | None, list[str], str]:
-    """The clips of the folds used.
-
-    Returns:
-        tuple: (table; the pack's features of its rows, shape (N, n_bins, frames), or None
-        for a dataset folder; class names, from every fold; the dataset's kind).
+    """The clips of the folds used: (table; a pack's features, shape (N, n_bins, frames),
+    or None for a dataset folder; class names, from every fold; the dataset's kind).
 
     Raises:
         ValueError: a pack of other features, or without audio for variants; a fold
@@ -456,7 +397,8 @@ def _load_table(data_dir: str | Path, prof: Profile, *, subset: str, folds: Sequ
     return df, X_packed, names, dataset
 
 
-def _run_config(inputs: _Inputs, run_name: str, *, data_dir: str | Path, subset: str, mode: str, val_offset: int, splits: list[FoldSplit]) -> dict[str, Any]:
+def _run_config(inputs: _Inputs, run_name: str, *, data_dir: str | Path, subset: str, mode: str,
+                val_offset: int, splits: list[FoldSplit]) -> dict[str, Any]:
     """``config.json`` (its JSON view, as a resumed run compares it)."""
     prof, df = inputs.profile, inputs.df
     config = {
@@ -464,29 +406,28 @@ def _run_config(inputs: _Inputs, run_name: str, *, data_dir: str | Path, subset:
         "dataset_files": dataset_fingerprint(df), "subset": subset, "dataset": inputs.dataset,
         "class_names": inputs.names, "mode": mode,
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
-        "model": inputs.model_config.to_dict(), "training": prof.training.to_dict(), "seed": inputs.seed,
-        "folds": sorted(int(f) for f in df["fold"].unique()), "val_offset": val_offset,
-        "splits": [_split_dict(s) for s in splits], "cross_fold": inputs.cross_fold,
-        "versions": run_versions(),
+        "model": inputs.model_config.to_dict(), "training": prof.training.to_dict(),
+        "seed": inputs.seed, "folds": sorted(int(f) for f in df["fold"].unique()),
+        "val_offset": val_offset, "splits": [_split_dict(s) for s in splits],
+        "cross_fold": inputs.cross_fold, "versions": run_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return json.loads(json.dumps(config, default=str))
 
 
 def _features(inputs: _Inputs, *, cache_dir: Path) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """(X, V, seconds): the clips' features, shape (N, n_bins, frames), float16, row-aligned
-    with the table (a pack's as they are); their augmented copies, shape
-    (N, copies, n_bins, frames), when the profile trains on variants (else None); the
-    seconds it took to compute or read them."""
+    """(X, V, seconds): the clips' features, shape (N, n_bins, frames), float16 (a pack's
+    as they are); their augmented copies, shape (N, copies, n_bins, frames), or None when
+    the profile trains on no variants; the seconds it took to compute or read them."""
     t0, prof, X, V = time.perf_counter(), inputs.profile, inputs.X, None
+    load = functools.partial(load_or_compute, inputs.df, prof.features, cache_dir=cache_dir,
+                             progress=inputs.progress)
     if X is None:
-        X = load_or_compute(inputs.df, prof.features, cache_dir=cache_dir, progress=inputs.progress).X
+        X = load().X
     if prof.training.variants:
         # Kept in the clip's own row: a split trains on the variants of its training rows only.
-        spec = VariantSpec(copies=prof.training.variants,
-                           transforms=prof.training.variant_transforms, seed=inputs.seed)
-        V = load_or_compute(inputs.df, prof.features, cache_dir=cache_dir, progress=inputs.progress,
-                            variants=spec).X
+        V = load(variants=VariantSpec(copies=prof.training.variants, seed=inputs.seed,
+                                      transforms=prof.training.variant_transforms)).X
     return X, V, time.perf_counter() - t0
 
 
@@ -494,8 +435,8 @@ def _run_splits(run: RunFolder, splits: list[FoldSplit], inputs: _Inputs,
                 split_warnings: dict[str, list[str]], *, tracker, keep_last_checkpoints: bool,
                 on_split: Callable[[int, dict[str, Any]], None] | None,
                 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Train (or read back) every split in order. Returns (per-split metrics, their
-    predictions concatenated, with a ``split`` column)."""
+    """Train (or read back) every split in order: (their metrics, their predictions with a
+    ``split`` column)."""
     all_metrics, all_pred = [], []
     for index, split in enumerate(splits):
         if run.split_done(split.name):  # finished earlier: read it back
@@ -515,11 +456,10 @@ def _run_splits(run: RunFolder, splits: list[FoldSplit], inputs: _Inputs,
     return all_metrics, pd.concat(all_pred, ignore_index=True)
 
 
-def _print_split(name: str, metrics: dict[str, Any]) -> None:
+def _print_split(name: str, m: dict[str, Any]) -> None:
     from tqdm.auto import tqdm
 
-    test = f", test acc {metrics['test_accuracy']:.3f}" if metrics["test_accuracy"] is not None else ""
-    val = (f"best epoch {metrics['best_epoch']}, val acc {metrics['val_accuracy']:.3f}"
-           if metrics["val_accuracy"] is not None else
-           f"last epoch {metrics['best_epoch']} (no validation fold)")
+    test = "" if m["test_accuracy"] is None else f", test acc {m['test_accuracy']:.3f}"
+    val = (f"last epoch {m['best_epoch']} (no validation fold)" if m["val_accuracy"] is None
+           else f"best epoch {m['best_epoch']}, val acc {m['val_accuracy']:.3f}")
     tqdm.write(f"{name}: {val}{test}")

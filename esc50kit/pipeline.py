@@ -1,10 +1,9 @@
 """The papermill chain: run the four notebooks in order and render them as reports.
 
-Each notebook reads what the previous one wrote under one artifacts folder. The chain
-passes each notebook only the parameters it declares in its ``parameters`` cell, writes
-the executed notebook and an HTML rendering of it into the report folder, and stops at
-the first failing cell, naming the notebook and the cell and keeping the executed
-notebook that shows the error.
+Each notebook reads what the previous one wrote under one artifacts folder and receives
+only the parameters its ``parameters`` cell declares. The executed notebooks and their
+HTML go to the report folder; the chain stops at the first failing cell, naming the
+notebook and the cell, and keeps the executed notebook that shows the error.
 """
 from __future__ import annotations
 
@@ -27,9 +26,7 @@ class ChainError(RuntimeError):
 
     def __init__(self, message: str, *, notebook: str, cell: int | None, output: Path):
         super().__init__(message)
-        self.notebook = notebook
-        self.cell = cell
-        self.output = output
+        self.notebook, self.cell, self.output = notebook, cell, output
 
 
 @dataclass
@@ -43,15 +40,8 @@ class ChainResult:
     summary: dict = field(default_factory=dict)
 
 
-def notebook_parameters(path: Path) -> dict[str, dict]:
-    """The parameters a notebook declares (name -> papermill's description of it)."""
-    import papermill as pm
-
-    return dict(pm.inspect_notebook(str(path)))
-
-
 def render_html(notebook: Path, html: Path) -> Path:
-    """Render an executed notebook to a standalone HTML file (atomic write)."""
+    """Render an executed notebook to a standalone HTML file."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -66,10 +56,8 @@ def error_cells(notebook: Path) -> list[int]:
     import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
-    return [
-        i for i, c in enumerate(nb.cells)
-        if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))
-    ]
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
 
 
 def portable_path(path: Path, start: Path) -> str:
@@ -94,28 +82,6 @@ def _relative_papermill_paths(notebook: Path) -> None:
         nbformat.write(nb, tmp)
 
 
-def _run_one(name: str, src: Path, out: Path, params: dict, cwd: Path, timeout: int | None) -> None:
-    import papermill as pm
-
-    try:
-        pm.execute_notebook(
-            str(src),
-            str(out),
-            parameters=params,
-            kernel_name=KERNEL_NAME,
-            cwd=str(cwd),
-            progress_bar=False,
-            log_output=False,
-            execution_timeout=timeout,
-        )
-    except pm.PapermillExecutionError as exc:
-        raise ChainError(
-            f"notebook {name} failed at cell {exc.exec_count} (cell index {exc.cell_index}): "
-            f"{exc.ename}: {exc.evalue}\n  the executed notebook that shows it: {out}",
-            notebook=name, cell=exc.cell_index, output=out,
-        ) from exc
-
-
 def run_chain(
     *, data_dir: str | Path, profile: str = "quick", out_dir: str | Path = "reports/latest",
     artifacts_dir: str | Path = "artifacts", parameters: dict | None = None,
@@ -125,14 +91,10 @@ def run_chain(
     """Execute the notebooks in order with papermill and render each to HTML.
 
     Args:
-        data_dir: dataset root (``meta/esc50.csv`` and ``audio/``).
-        profile: training profile (``quick`` or ``full``, see :mod:`esc50kit.profiles`).
         out_dir: report folder for the executed notebooks, their HTML and the summary.
         artifacts_dir: folder the notebooks share (features, runs).
         parameters: any other notebook parameter; each notebook receives those it declares.
-        notebooks: which notebooks to run, in order.
         notebook_dir: where the source notebooks are; they also run in this folder.
-        html: render each executed notebook to HTML.
         cell_timeout: seconds a cell may run (None: no limit).
         log: called with one progress line per notebook (default: print, flushed).
 
@@ -144,10 +106,8 @@ def run_chain(
         ValueError: a parameter that no notebook declares, or a missing notebook.
     """
     log = log or functools.partial(print, flush=True)
-    notebook_dir = Path(notebook_dir).resolve()
-    out_dir = Path(out_dir).resolve()
-    data_abs = Path(data_dir).expanduser().resolve()
-    artifacts_abs = Path(artifacts_dir).expanduser().resolve()
+    notebook_dir, out_dir = Path(notebook_dir).resolve(), Path(out_dir).resolve()
+    data_abs, artifacts_abs = (Path(p).expanduser().resolve() for p in (data_dir, artifacts_dir))
     # Paths relative to the folder the notebooks run in: reports carry no machine's paths.
     # Headless: widgets show their static version and progress bars stay quiet.
     common = {"data_dir": portable_path(data_abs, notebook_dir), "profile": profile,
@@ -172,16 +132,19 @@ def run_chain(
     return result
 
 
-def _declared_parameters(sources: list[Path], extra: dict, *, notebooks: tuple[str, ...]) -> dict[str, dict]:
-    """Each notebook's declared parameters (by name).
+def _declared_parameters(sources: list[Path], extra: dict, *,
+                         notebooks: tuple[str, ...]) -> dict[str, dict]:
+    """Each notebook's declared parameters (name -> papermill's description of each).
 
     Raises:
         ValueError: a notebook is missing, or a parameter of ``extra`` is declared by none.
     """
+    import papermill as pm
+
     for src in sources:
         if not src.is_file():
             raise ValueError(f"notebook {src} not found; the chain runs {list(notebooks)}")
-    declared = {src.stem: notebook_parameters(src) for src in sources}
+    declared = {src.stem: dict(pm.inspect_notebook(str(src))) for src in sources}
     known = set().union(*[set(d) for d in declared.values()])
     unknown = set(extra) - known
     if unknown:
@@ -194,10 +157,19 @@ def _run_and_render(src: Path, out_dir: Path, params: dict, result: ChainResult,
                     html: bool, cell_timeout: int | None) -> Path:
     """Execute one notebook into ``out_dir`` and render it (also when it fails, to show
     the error); record its seconds and files in ``result``. Returns the executed notebook."""
+    import papermill as pm
+
     out = out_dir / f"{src.stem}.ipynb"
     t0 = time.perf_counter()
     try:
-        _run_one(src.stem, src, out, params, cwd, cell_timeout)
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=KERNEL_NAME,
+                            cwd=str(cwd), progress_bar=False, log_output=False,
+                            execution_timeout=cell_timeout)
+    except pm.PapermillExecutionError as exc:
+        raise ChainError(
+            f"notebook {src.stem} failed at cell {exc.exec_count} (cell index "
+            f"{exc.cell_index}): {exc.ename}: {exc.evalue}\n  the executed notebook that shows "
+            f"it: {out}", notebook=src.stem, cell=exc.cell_index, output=out) from exc
     finally:
         if out.is_file():
             _relative_papermill_paths(out)
@@ -210,12 +182,11 @@ def _run_and_render(src: Path, out_dir: Path, params: dict, result: ChainResult,
 
 def _preflight(data_dir: Path, profile: str, params: dict) -> None:
     """Refuse, before the first notebook, a dataset or split whose chain could not run or
-    whose score would mean nothing (the same checks notebook 03's training makes).
+    whose score would mean nothing (the checks of notebook 03's training).
 
     Raises:
         DatasetError: the table or tree is not usable.
-        SplitError: a split of the run's mode is empty or degenerate
-            (:func:`esc50kit.splits.checked_splits`).
+        SplitError: a split of the run's mode is empty or degenerate.
     """
     from .data import class_names, load_metadata
     from .profiles import get_profile
@@ -227,32 +198,25 @@ def _preflight(data_dir: Path, profile: str, params: dict) -> None:
                    cross_fold=params.get("cross_fold", "allow"), source=str(data_dir))
 
 
-def write_summary(out_dir: Path, *, data_dir: str, artifacts_dir: str, profile: str, parameters: dict,
-                  seconds: dict[str, float], total_seconds: float) -> dict:
+def write_summary(out_dir: Path, *, data_dir: str, artifacts_dir: str, profile: str,
+                  parameters: dict, seconds: dict[str, float], total_seconds: float) -> dict:
     """Write ``summary.json`` and ``summary.md``: dataset, profile, accuracy (with the run's
     ``warnings`` next to it, when its score means little), times."""
     from .data import load_metadata, summarize
+    from .experiment import default_run_name
 
     summary: dict = {
         "data_dir": portable_path(Path(data_dir), Path.cwd()),
         "dataset": str(summarize(load_metadata(data_dir, check_audio=False))),
-        "profile": profile,
-        "parameters": parameters,
-        "seconds_per_notebook": seconds,
-        "total_seconds": round(total_seconds, 1),
-        "python": sys.version.split()[0],
+        "profile": profile, "parameters": parameters, "seconds_per_notebook": seconds,
+        "total_seconds": round(total_seconds, 1), "python": sys.version.split()[0],
     }
-    from .experiment import default_run_name
-
     run_name = parameters.get("run_name") or default_run_name(
         profile, data_dir, cross_fold=parameters.get("cross_fold", "allow"))
     summary.update(_run_metrics(Path(artifacts_dir), run_name))
     atomic_write_json(out_dir / "summary.json", summary)
-    lines = [
-        "# esc50kit run summary", "",
-        f"- dataset: {summary['dataset']} ({summary['data_dir']})",
-        f"- profile: {profile}",
-    ]
+    lines = ["# esc50kit run summary", "",
+             f"- dataset: {summary['dataset']} ({summary['data_dir']})", f"- profile: {profile}"]
     if summary.get("accuracy") is not None:
         lines.append(f"- {summary['scored_role']} accuracy: {summary['accuracy']:.1%}"
                      + (f" (mean over folds {summary['cv_mean']:.1%} +- {summary['cv_std']:.1%})"
@@ -275,12 +239,9 @@ def _run_metrics(artifacts_dir: Path, run_name: str) -> dict:
         return {}
     acc = metrics.get("accuracy", {})
     several = acc.get("n", 0) > 1
-    return {
-        "run_dir": portable_path(run.path, Path.cwd()),
-        "scored_role": metrics.get("scored_role"),
-        "accuracy": metrics.get("overall_accuracy"),
-        "cv_mean": acc.get("mean") if several else None,
-        "cv_std": acc.get("std") if several else None,
-        "macro_f1": metrics.get("overall_macro_f1"),
-        "warnings": score_warnings(metrics),  # why the score means little; [] if sound
-    }
+    return {"run_dir": portable_path(run.path, Path.cwd()),
+            "scored_role": metrics.get("scored_role"), "accuracy": metrics.get("overall_accuracy"),
+            "cv_mean": acc.get("mean") if several else None,
+            "cv_std": acc.get("std") if several else None,
+            "macro_f1": metrics.get("overall_macro_f1"),
+            "warnings": score_warnings(metrics)}  # why the score means little; [] if sound

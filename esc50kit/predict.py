@@ -1,13 +1,10 @@
 """Classify any recording with a trained run: the Python API and ``python -m esc50kit predict``.
 
-A recording of any length, sample rate and channel count is read as training clips were
-(mono, resampled to the run's rate), cut into windows of the training clip length, and
-each window is classified; the overall answer averages the windows' probabilities. A
-short recording is padded exactly as short training clips were. With a cross-validation
-run, the fold models can be averaged (an ensemble) or one fold named; several runs of
-one feature configuration (the seeds or validation offsets of
-``benchmarks/train_cv.py``) can be averaged together with :meth:`Classifier.from_runs`
-(``--run A B ...``).
+A recording of any length, rate and channel count is read as training clips were (mono, at
+the run's rate, short ones padded alike), cut into windows of the training clip length, and
+each window is classified; the overall answer averages the windows. The fold models of a
+``cv`` run can be averaged or one named; several runs of one feature configuration (seeds,
+validation offsets) average with :meth:`Classifier.from_runs` (``--run A B ...``).
 """
 from __future__ import annotations
 
@@ -21,29 +18,21 @@ import numpy as np
 
 from .audio import AudioReadError, fix_length, load_audio, resample
 from .features import FeatureConfig, Normalizer, compute
-from .run_folder import RunFolder, RunFolderError  # noqa: F401 (RunFolderError: raised from here)
+from .run_folder import RunFolder, RunFolderError
 
 MIN_TAIL_FRACTION = 0.5  # a trailing partial window shorter than this share of a clip is dropped
 
 
 @dataclass
 class Prediction:
-    """The classification of one recording.
+    """The classification of one recording."""
 
-    Attributes:
-        source: the file name (or ``"<waveform>"``).
-        seconds: length of the recording.
-        windows: ``(start_s, end_s)`` of each window.
-        probs: shape (n_windows, n_classes), class probabilities per window.
-        class_names: names ordered as the columns of ``probs``.
-    """
-
-    source: str
-    seconds: float
-    windows: list[tuple[float, float]]
-    probs: np.ndarray
-    class_names: list[str]
-    models: list[str] = field(default_factory=list)
+    source: str  # the file name (or "<waveform>")
+    seconds: float  # length of the recording
+    windows: list[tuple[float, float]]  # (start_s, end_s) of each window
+    probs: np.ndarray  # (n_windows, n_classes), class probabilities per window
+    class_names: list[str]  # ordered as the columns of probs
+    models: list[str] = field(default_factory=list)  # the names of the models averaged
 
     @property
     def overall(self) -> np.ndarray:
@@ -57,32 +46,25 @@ class Prediction:
         return [(self.class_names[i], float(p[i])) for i in order]
 
     def to_dict(self, k: int = 5) -> dict:
-        return {
-            "file": self.source,
-            "seconds": round(self.seconds, 3),
-            "models": self.models,
-            "top": [{"class": c, "prob": round(p, 4)} for c, p in self.top(k)],
-            "windows": [
-                {"start_s": round(a, 3), "end_s": round(b, 3),
-                 "top": [{"class": c, "prob": round(p, 4)} for c, p in self.top(k, window=i)]}
-                for i, (a, b) in enumerate(self.windows)
-            ],
-        }
+        def top(window=None):
+            return [{"class": c, "prob": round(p, 4)} for c, p in self.top(k, window=window)]
+
+        return {"file": self.source, "seconds": round(self.seconds, 3), "models": self.models,
+                "top": top(),
+                "windows": [{"start_s": round(a, 3), "end_s": round(b, 3), "top": top(i)}
+                            for i, (a, b) in enumerate(self.windows)]}
 
 
 def window_starts(n: int, *, size: int, min_tail: float = MIN_TAIL_FRACTION) -> list[int]:
-    """Start samples of the windows of a recording of ``n`` samples.
+    """Start samples of back-to-back windows of ``size`` samples over ``n`` samples.
 
-    Windows of ``size`` samples follow each other without overlap; a trailing partial
-    window is kept (and padded like a short training clip) unless it is shorter than
-    ``min_tail * size`` and at least one full window exists. A recording shorter than a
-    window gives one window.
+    A trailing partial window is kept (padded like a short training clip) unless it is
+    shorter than ``min_tail * size`` and a full window exists; a short recording gives one.
     """
     if n <= size:
         return [0]
     starts = list(range(0, n - size + 1, size))
-    tail = n - (starts[-1] + size)
-    if tail >= min_tail * size:
+    if n - (starts[-1] + size) >= min_tail * size:  # the trailing partial window
         starts.append(starts[-1] + size)
     return starts
 
@@ -100,22 +82,18 @@ class Classifier:
     device: str = field(default="cpu", kw_only=True)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, split: str | None = None, ensemble: bool | None = None,
-                 device: str = "cpu") -> "Classifier":
+    def from_run(cls, run_dir: str | Path, *, split: str | None = None,
+                 ensemble: bool | None = None, device: str = "cpu") -> "Classifier":
         """Load a run folder written by :func:`esc50kit.experiment.run_experiment`.
 
         Args:
-            run_dir: the run folder (holds ``config.json`` and one folder per split).
-            split: use this split's model (e.g. ``"test3-val4"``, or just the test fold
-                number ``"3"``).
+            split: use this split's model (e.g. ``"test3-val4"``, or the test fold ``"3"``).
             ensemble: average every split's model. Default: True for a ``cv`` run
                 without ``split``, else False (the first split).
-            device: torch device.
 
         Raises:
-            RunFolderError: the folder, a checkpoint or its statistics are missing, its
-                config.json is unreadable, or the feature configuration does not match
-                what the checkpoint was trained on.
+            RunFolderError: the folder, a checkpoint or its statistics are missing or
+                unreadable, or disagree with what the checkpoint was trained on.
             ValueError: ``device`` is not available on this machine.
         """
         from .training import choose_device
@@ -130,10 +108,8 @@ class Classifier:
     @classmethod
     def from_runs(cls, run_dirs, *, split: str | None = None, ensemble: bool | None = None,
                   device: str = "cpu") -> "Classifier":
-        """Average the models of several runs, e.g. the four runs of a fold ensemble.
-
-        Each run contributes the models :meth:`from_run` would load from it (with the
-        same ``split`` and ``ensemble``); model names become ``<run folder>/<split>``.
+        """Average the models :meth:`from_run` loads from each run (e.g. the four runs of a
+        fold ensemble); model names become ``<run folder>/<split>``.
 
         Raises:
             RunFolderError: a run cannot be loaded, or the runs disagree on the feature
@@ -149,8 +125,7 @@ class Classifier:
                 what = "feature configuration" if part.config != first.config else "classes"
                 raise RunFolderError(
                     f"{run} differs from {run_dirs[0]} in its {what}; only runs of one "
-                    "feature configuration and one class list can be averaged"
-                )
+                    "feature configuration and one class list can be averaged")
         if len(parts) == 1:
             return first
         return cls([m for p in parts for m in p.models],
@@ -160,15 +135,11 @@ class Classifier:
 
     def _features(self, y: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
         """Windows of a waveform at the run's rate -> features (n_windows, n_bins, frames)."""
-        c = self.config
-        size = c.n_samples
+        c, size = self.config, self.config.n_samples
         starts = window_starts(len(y), size=size)
-        feats, spans = [], []
-        for s in starts:
-            chunk = fix_length(y[s : s + size], size=size, pad_mode=c.pad_mode)
-            feats.append(compute(chunk, c))
-            spans.append((s / c.sr, min(s + size, len(y)) / c.sr))
-        return np.stack(feats), spans
+        feats = [compute(fix_length(y[s:s + size], size=size, pad_mode=c.pad_mode), c)
+                 for s in starts]
+        return np.stack(feats), [(s / c.sr, min(s + size, len(y)) / c.sr) for s in starts]
 
     def predict_waveform(self, y: np.ndarray, *, sr: int, source: str = "<waveform>") -> Prediction:
         """Classify a waveform.
@@ -207,7 +178,8 @@ class Classifier:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m esc50kit predict``."""
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any length, rate, channels)")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="audio files (any length, rate, channels)")
     parser.add_argument("--run", required=True, nargs="+", metavar="RUN",
                         help="run folder, e.g. artifacts/runs/quick-ESC-50-master; several "
                              "runs (seeds, validation offsets) are averaged together")
@@ -224,8 +196,7 @@ def format_table(pred: Prediction, *, top: int) -> str:
     lines = [f"{pred.source}  ({pred.seconds:.1f} s, {len(pred.windows)} window(s), "
              f"{len(pred.models)} model(s))",
              "  rank  class                 prob"]
-    for i, (c, p) in enumerate(pred.top(top), 1):
-        lines.append(f"  {i:>4}  {c:<20} {p:6.3f}")
+    lines += [f"  {i:>4}  {c:<20} {p:6.3f}" for i, (c, p) in enumerate(pred.top(top), 1)]
     if len(pred.windows) > 1:
         lines.append("  per window: " + " | ".join(
             f"{a:.0f}-{b:.0f} s {pred.top(1, window=i)[0][0]} {pred.top(1, window=i)[0][1]:.2f}"
@@ -244,12 +215,9 @@ def main(args: argparse.Namespace) -> int:
     for f in args.files:
         try:
             pred = clf.predict_file(f)
-        except AudioReadError as exc:  # this file only: say why, go on with the others
-            print(f"error: {exc.path}: {exc.reason}; no prediction for it", file=sys.stderr)
-            status = 1
-            continue
-        except ValueError as exc:
-            print(f"error: {exc}; no prediction for it", file=sys.stderr)
+        except (AudioReadError, ValueError) as exc:  # this file only: say why, go on
+            why = f"{exc.path}: {exc.reason}" if isinstance(exc, AudioReadError) else exc
+            print(f"error: {why}; no prediction for it", file=sys.stderr)
             status = 1
             continue
         if args.json:

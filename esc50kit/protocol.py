@@ -1,10 +1,9 @@
 """Why the protocol matters: the same model, trained honestly and trained with a leak.
 
 A published ESC-50 project reported 99% accuracy by expanding every clip with augmented
-copies *before* splitting at random: copies of test clips, and other takes of the same
-recordings, sat in its training set. :func:`leakage_demo` repeats that mistake on the
-data at hand, beside the honest protocol (official folds, validation fold for the
-checkpoint, test fold scored once), with the same model, recipe and epochs.
+copies *before* splitting at random, so copies and other takes of test recordings sat in
+its training set. :func:`leakage_demo` repeats that mistake on the data at hand, beside
+the honest protocol, with the same model, recipe and epochs.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import pandas as pd
 
 def _train_and_score(X: np.ndarray, y: np.ndarray, roles: pd.Series, *, recipe, n_classes: int,
                      seed: int, progress: bool, desc: str) -> float:
-    """Train on 'train', choose on 'val', score 'test' once (as a run's split). Returns its accuracy."""
+    """Train on 'train', choose on 'val', score 'test' once (as a run's split): its accuracy."""
     from .experiment import train_and_score
 
     train, val, test = (np.flatnonzero(roles.to_numpy() == k) for k in ("train", "val", "test"))
@@ -29,7 +28,8 @@ def _train_and_score(X: np.ndarray, y: np.ndarray, roles: pd.Series, *, recipe, 
     return float((probs.argmax(axis=1) == y[test]).mean())
 
 
-def _cache_key(df: pd.DataFrame, recipe, *, copies_per_clip: int, seed: int, cross_fold: str) -> str:
+def _cache_key(df: pd.DataFrame, recipe, *, copies_per_clip: int, seed: int,
+               cross_fold: str) -> str:
     """The inputs of a demonstration (clips, recipe, copies, seed, policy), hashed."""
     from .experiment import dataset_fingerprint
 
@@ -41,13 +41,14 @@ def _cache_key(df: pd.DataFrame, recipe, *, copies_per_clip: int, seed: int, cro
 
 def _row(protocol: str, roles: pd.Series, report, accuracy: float) -> dict:
     """One row of the comparison: the protocol, its sizes, its audit, its test accuracy."""
-    audit = "PASSED" if report.ok else "FAILED: " + ", ".join(sorted({leak.kind for leak in report.leaks}))
+    kinds = ", ".join(sorted({leak.kind for leak in report.leaks}))
     return {"protocol": protocol, "train clips": int((roles == "train").sum()),
-            "test clips": int((roles == "test").sum()), "audit": audit, "test accuracy": accuracy}
+            "test clips": int((roles == "test").sum()),
+            "audit": "PASSED" if report.ok else f"FAILED: {kinds}", "test accuracy": accuracy}
 
 
-def _leaky_row(df: pd.DataFrame, X: np.ndarray, *, recipe, artifacts_dir: Path, copies_per_clip: int,
-               seed: int, progress: bool) -> dict:
+def _leaky_row(df: pd.DataFrame, X: np.ndarray, *, recipe, artifacts_dir: Path,
+               copies_per_clip: int, seed: int, progress: bool) -> dict:
     """The mistake: augment every clip first, then split the pool of clips and copies at random."""
     from .augment import expand_offline
     from .cache import load_or_compute
@@ -55,50 +56,35 @@ def _leaky_row(df: pd.DataFrame, X: np.ndarray, *, recipe, artifacts_dir: Path, 
 
     copies = expand_offline(df, out_dir=artifacts_dir / "leakage_demo", seed=seed,
                             copies_per_clip=copies_per_clip, progress=progress)
-    Xc = load_or_compute(copies, recipe.features, cache_dir=artifacts_dir / "features", progress=progress).X
+    Xc = load_or_compute(copies, recipe.features, cache_dir=artifacts_dir / "features",
+                         progress=progress).X
     pool = pd.concat([df, copies], ignore_index=True)
     roles = random_split_foil(pool, test_size=0.2, val_size=0.2, seed=seed)
     report = audit(pool, roles, raise_on_leak=False)
-    accuracy = _train_and_score(np.concatenate([X, Xc]), pool["label"].to_numpy(), roles, recipe=recipe,
-                                n_classes=int(df["label"].nunique()), seed=seed, progress=progress,
-                                desc="leaky split")
+    accuracy = _train_and_score(np.concatenate([X, Xc]), pool["label"].to_numpy(), roles,
+                                recipe=recipe, n_classes=int(df["label"].nunique()), seed=seed,
+                                progress=progress, desc="leaky split")
     return _row(f"random split of clips + {copies_per_clip} augmented copy each (LEAKY)", roles,
                 report, accuracy)
 
 
-def leakage_demo(
-    df: pd.DataFrame,
-    *,
-    recipe,
-    artifacts_dir: str | Path,
-    epochs: int = 12,
-    copies_per_clip: int = 1,
-    seed: int = 0,
-    progress: bool = False,
-    cross_fold: str = "allow",
-) -> pd.DataFrame:
+def leakage_demo(df: pd.DataFrame, *, recipe, artifacts_dir: str | Path, epochs: int = 12,
+                 copies_per_clip: int = 1, seed: int = 0, progress: bool = False,
+                 cross_fold: str = "allow") -> pd.DataFrame:
     """Train one model per protocol and compare their test accuracies. TEACHING ONLY.
 
-    - ``official folds``: train on three folds, choose the epoch on a fourth, test once
-      on the fifth (``make_splits("final")``); the audit passes.
-    - ``random split + augmented copies (LEAKY)``: every clip gets ``copies_per_clip``
-      augmented copies, then originals and copies are split at random; the audit fails,
-      and the score is inflated by copies and takes of test recordings seen in training.
-
-    Args:
-        df: the dataset table (:func:`esc50kit.data.load_metadata`).
-        recipe: a :class:`esc50kit.profiles.Profile`; its training epochs are replaced by
-            ``epochs`` so both models train equally long.
-        artifacts_dir: features are cached under ``features/``, copies under
-            ``leakage_demo/``.
-        cross_fold: the official split's cross-fold recordings (see
-            :func:`esc50kit.splits.assign_roles`).
+    ``official folds`` trains on three folds, chooses the epoch on a fourth and tests once
+    on the fifth (``make_splits("final")``): the audit passes. ``random split + augmented
+    copies (LEAKY)`` gives every clip ``copies_per_clip`` augmented copies, then splits
+    them all at random: the audit fails, and copies and takes of test recordings seen in
+    training inflate the score. Both train ``recipe`` (a :class:`esc50kit.profiles.Profile`)
+    for ``epochs``; features are cached under ``artifacts_dir/features/``, copies under
+    ``leakage_demo/``; ``cross_fold`` as in :func:`esc50kit.splits.assign_roles`.
 
     Returns:
-        pd.DataFrame: one row per protocol with ``train clips``, ``test clips``,
-        ``audit`` and ``test accuracy``. It is kept under ``leakage_demo/`` by its inputs
-        (the clips, the recipe, the epochs, copies, seed and policy): rerunning with the
-        same inputs reads it back instead of training both models again.
+        pd.DataFrame: one row per protocol (``train clips``, ``test clips``, ``audit``,
+        ``test accuracy``), kept under ``leakage_demo/`` by its inputs: a rerun with the
+        same clips, recipe, epochs, copies, seed and policy reads it back.
     """
     from .cache import load_or_compute
     from .fileio import atomic_write_json
@@ -110,7 +96,8 @@ def leakage_demo(
     done = artifacts_dir / "leakage_demo" / f"result-{key}.json"
     if done.is_file():
         return pd.DataFrame(json.loads(done.read_text()))
-    X = load_or_compute(df, recipe.features, cache_dir=artifacts_dir / "features", progress=progress).X
+    X = load_or_compute(df, recipe.features, cache_dir=artifacts_dir / "features",
+                        progress=progress).X
     split = make_splits("final", tuple(sorted(df["fold"].unique())))[0]
     roles = assign_roles(df, split, cross_fold=cross_fold)
     report = audit(df, roles)  # raises if the official split leaked
@@ -120,8 +107,8 @@ def leakage_demo(
     table = pd.DataFrame([
         _row(f"official folds (train {', '.join(map(str, split.train_folds))}, "
              f"validate {split.val_fold}, test {split.test_fold})", roles, report, honest),
-        _leaky_row(df, X, recipe=recipe, artifacts_dir=artifacts_dir, copies_per_clip=copies_per_clip,
-                   seed=seed, progress=progress),
+        _leaky_row(df, X, recipe=recipe, artifacts_dir=artifacts_dir,
+                   copies_per_clip=copies_per_clip, seed=seed, progress=progress),
     ])
     atomic_write_json(done, table.to_dict(orient="records"))
     return table

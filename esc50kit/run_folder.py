@@ -1,44 +1,29 @@
 """One run folder: its layout, and every read and write of it (:class:`RunFolder`).
 
-:func:`esc50kit.experiment.run_experiment` writes it; the notebooks, ``predict``, the
-chain and the benchmarks read it. Keep the layout stable::
+:func:`esc50kit.experiment.run_experiment` writes it; the notebooks, ``predict``, the chain
+and the benchmarks read it. Keep the layout stable::
 
     <artifacts_dir>/runs/<run_name>/
-        config.json        run_name, data_dir, dataset_files (a fingerprint of the clips),
-                           subset, dataset, class_names (ordered by label), mode, profile
-                           (name + features/model/training dicts), features (FeatureConfig
-                           dict), model (ModelConfig dict with n_classes), training
-                           (TrainConfig dict), seed, folds (those used), val_offset, splits
-                           (name, train_folds, val_fold, test_fold), cross_fold, versions
-                           (python, torch, ...), created
-        metrics.json       per split accuracy and macro-F1 (validation and test), mean and
-                           std over splits, overall (pooled) accuracy and macro-F1, times,
-                           samples per second, ``warnings`` (why the score means little:
-                           empty unless allowed with ``allow_degenerate``; also per split);
-                           written last: marks the run finished
-        predictions.csv    every scored clip of every split: the columns of
-                           :mod:`esc50kit.evaluation` plus ``split``; role ``test`` (or
-                           ``val`` in validation mode, which has no test fold)
-        summary.md         the figures above as a short report
-        audit.txt          every split's audit report (sizes, checks, the official
-                           cross-fold recordings and where they sit)
-        <split name>/      e.g. ``test5-val4`` (see :class:`esc50kit.splits.FoldSplit`)
-            checkpoint_best.pt   model state, model_config, train_config, epoch, val_acc
-            checkpoint_last.pt   + optimizer, scheduler, grad scaler and RNG states, history;
-                                 only while the split trains (deleted once it is done,
-                                 unless ``keep_last_checkpoints``)
-            history.csv          epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
-            normalizer.json      per-bin mean/std fitted on this split's training rows
-            predictions.csv      validation and test clips scored by the best checkpoint
-                                 (``role`` column says which)
-            metrics.json         this split's figures (written last: marks the split done)
+        config.json      run_name, data_dir, dataset_files (clips' fingerprint), subset, dataset,
+                         class_names (by label), mode, profile, features, model, training,
+                         seed, folds, val_offset, splits (name, train/val/test folds),
+                         cross_fold, versions, created
+        metrics.json     accuracy and macro-F1 per split and mean/std over splits, pooled
+                         figures, times, ``warnings``; written last: the run is finished
+        predictions.csv  every scored clip (role test; val in validation mode) + ``split``
+        summary.md       the figures above as a short report
+        audit.txt        every split's leakage audit (sizes, checks, cross-fold clips)
+        <split name>/    e.g. ``test5-val4`` (:class:`esc50kit.splits.FoldSplit`)
+            checkpoint_best.pt  model state, model_config, train_config, epoch, val_acc
+            checkpoint_last.pt  + optimizer, scheduler, scaler, RNG states, history; only
+                                while the split trains (unless ``keep_last_checkpoints``)
+            history.csv         epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
+            normalizer.json     per-bin mean/std fitted on this split's training rows
+            predictions.csv     val and test clips (``role``) scored by the best checkpoint
+            metrics.json        this split's figures; written last: the split is done
 
-Running again with the same ``run_name`` resumes: finished splits are read back, an
-interrupted split continues from its ``checkpoint_last.pt``. A finished split never reads
-that file again, and it is the bulk of a run folder (the optimizer state doubles the
-weights), so it is deleted once the split's ``metrics.json`` is written.
-
-This module imports no torch until a model is loaded (``python -m esc50kit`` imports it).
+The same ``run_name`` resumes: finished splits are read back, an interrupted one continues
+from its ``checkpoint_last.pt``. No torch is imported until a model is loaded.
 """
 from __future__ import annotations
 
@@ -54,11 +39,12 @@ from .features import FeatureConfig, Normalizer
 from .fileio import atomic_write_csv, atomic_write_json, atomic_write_text
 
 RUNS_DIRNAME = "runs"
-CONFIG, METRICS, PREDICTIONS, NORMALIZER = "config.json", "metrics.json", "predictions.csv", "normalizer.json"
+CONFIG, METRICS = "config.json", "metrics.json"
+PREDICTIONS, NORMALIZER = "predictions.csv", "normalizer.json"
 # config.json keys that must agree for a run folder to be resumed
 # (the dataset by content, not by path: a moved copy of the same data resumes)
-_RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed", "splits",
-                "cross_fold")
+_RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed",
+                "splits", "cross_fold")
 # what a run folder written before a key existed behaved as
 _RESUME_DEFAULTS = {"cross_fold": "allow"}
 
@@ -73,8 +59,8 @@ class RunFolderError(RuntimeError):
 
 
 def _comparable(key: str, value: Any) -> Any:
-    """A config.json entry with the defaults of fields added since it was written filled
-    in, so a run folder of an older esc50kit (which behaved as those defaults do) resumes."""
+    """A config.json section with the defaults of fields added since filled in, so a run
+    folder of an older esc50kit (which behaved as those defaults do) resumes."""
     from .models import ModelConfig
     from .training import TrainConfig
 
@@ -83,21 +69,13 @@ def _comparable(key: str, value: Any) -> Any:
         try:
             return json.loads(json.dumps(sections[key].from_dict(value).to_dict(), default=str))
         except (TypeError, ValueError):
-            return value
+            pass
     return value
 
 
 @dataclass
 class RunResult:
-    """A run folder, loaded.
-
-    Attributes:
-        run_dir: the folder.
-        config: ``config.json``.
-        metrics: ``metrics.json``.
-        predictions: ``predictions.csv`` (scored clips of every split).
-        histories: split name -> its ``history.csv``.
-    """
+    """A finished run folder, loaded: its files (``histories``: split name -> history.csv)."""
 
     run_dir: Path
     config: dict[str, Any]
@@ -161,7 +139,7 @@ class RunFolder:
         return config
 
     def resumable(self, config: dict[str, Any]) -> dict[str, Any]:
-        """``config`` (the JSON view), keeping the creation time of the run it resumes.
+        """``config`` (the JSON view), with the creation time of the run it resumes.
 
         Raises:
             ValueError: the folder's ``config.json`` is not valid JSON, or differs in a
@@ -176,8 +154,8 @@ class RunFolder:
             raise ValueError(f"{path} is not valid JSON ({exc}); the run cannot be resumed: "
                              f"delete the folder {self.path}, or pick another run name "
                              "(-p run_name NAME, --run-name NAME)") from exc
-        diff = [k for k in _RESUME_KEYS
-                if _comparable(k, old.get(k, _RESUME_DEFAULTS.get(k))) != _comparable(k, config[k])]
+        diff = [k for k in _RESUME_KEYS if _comparable(k, old.get(k, _RESUME_DEFAULTS.get(k)))
+                != _comparable(k, config[k])]
         if diff:
             raise ValueError(
                 f"{self.path} holds a run with another configuration (differs in {diff}); "
@@ -186,11 +164,11 @@ class RunFolder:
         return {**config, "created": old.get("created", config["created"])}
 
     def write_start(self, config: dict[str, Any], audit: str) -> None:
-        """``config.json`` and ``audit.txt``."""
         atomic_write_json(self.path / CONFIG, config)
         atomic_write_text(self.path / "audit.txt", audit)
 
-    def write_results(self, predictions: pd.DataFrame, metrics: dict[str, Any], summary: str) -> None:
+    def write_results(self, predictions: pd.DataFrame, metrics: dict[str, Any],
+                      summary: str) -> None:
         """``predictions.csv``, ``summary.md``, then ``metrics.json`` (marks the run finished)."""
         atomic_write_csv(predictions, self.path / PREDICTIONS)
         atomic_write_text(self.path / "summary.md", summary)
@@ -226,18 +204,16 @@ class RunFolder:
         if not (self.path / CONFIG).is_file():
             return "new", [], []
         try:
-            names = [s["name"] for s in json.loads((self.path / CONFIG).read_text()).get("splits", [])]
+            names = [s["name"] for s in
+                     json.loads((self.path / CONFIG).read_text()).get("splits", [])]
         except ValueError:
             return "partial", [], []
         done = [n for n in names if self.split_done(n)]
         return ("finished" if (self.path / METRICS).is_file() else "partial"), done, names
 
     def describe(self, *, retrain_hint: str = "set retrain = True") -> str:
-        """One paragraph for notebook 03: will training happen here, and how to train afresh.
-
-        Args:
-            retrain_hint: how the reader asks for a fresh run (the notebook's parameter).
-        """
+        """One paragraph for notebook 03: will training happen here, and how to train afresh
+        (``retrain_hint``: how the reader asks for a fresh run)."""
         state, done, names = self.state()
         if state == "new":
             return f"Training a new run into {self.path} (progress below, one bar per split)."
@@ -251,16 +227,13 @@ class RunFolder:
             when = datetime.fromtimestamp((self.path / METRICS).stat().st_mtime, timezone.utc)
             return (f"Reusing the finished run {self.path} (finished {when:%Y-%m-%d %H:%M} UTC"
                     f"{score}): nothing is trained below; its results are read back. {afresh}")
-        left = [n for n in names if n not in done]
-        return (f"Resuming the interrupted run {self.path}: {len(done)} of {len(names)} split(s) "
-                f"finished; training {', '.join(left) or 'the rest'} from its last checkpoint. {afresh}")
+        left = ", ".join(n for n in names if n not in done) or "the rest"
+        return (f"Resuming the interrupted run {self.path}: {len(done)} of {len(names)} "
+                f"split(s) finished; training {left} from its last checkpoint. {afresh}")
 
     def set_aside(self) -> Path | None:
-        """Rename the folder to ``<name>.replaced-<UTC time>`` so a run starts afresh.
-
-        Returns:
-            the new path of the old folder, or None when there was none.
-        """
+        """Rename the folder to ``<name>.replaced-<UTC time>`` so a run starts afresh;
+        returns its new path (None when there was none)."""
         if not self.path.exists():
             return None
         stamp = utc_stamp()
@@ -315,12 +288,8 @@ class RunFolder:
 
     def load_model(self, split: str | None = None, *, device: str = "cpu",
                    checkpoint: str | None = None) -> TrainedModel:
-        """The model of one split (default: the first), ready to classify clips.
-
-        Args:
-            split: a split name.
-            device: torch device.
-            checkpoint: file name in the split folder (default ``checkpoint_best.pt``).
+        """The model of one split (default: the first) from its ``checkpoint`` (file name,
+        default ``checkpoint_best.pt``), ready to classify clips.
 
         Raises:
             RunFolderError: the folder, the checkpoint or the statistics are missing, or
@@ -331,7 +300,8 @@ class RunFolder:
 
         config = self.config()
         split = split or config["splits"][0]["name"]
-        ckpt_path, norm_path = self.path / split / (checkpoint or BEST), self.path / split / NORMALIZER
+        d = self.path / split
+        ckpt_path, norm_path = d / (checkpoint or BEST), d / NORMALIZER
         for p in (ckpt_path, norm_path):
             if not p.is_file():
                 raise RunFolderError(
@@ -339,8 +309,9 @@ class RunFolder:
                     "with the same run_name to resume it, or choose another split.")
         model, ckpt = load_checkpoint_model(ckpt_path, device=device)
         features, norm = FeatureConfig.from_dict(config["features"]), Normalizer.load(norm_path)
-        _check_consistent(self.path / split, features, ckpt, norm, n_classes=len(config["class_names"]))
-        return TrainedModel(model, features, norm, list(config["class_names"]), ckpt)
+        names = list(config["class_names"])
+        _check_consistent(d, features, ckpt, norm, n_classes=len(names))
+        return TrainedModel(model, features, norm, names, ckpt)
 
 
 def _check_consistent(split_dir: Path, fconf: FeatureConfig, ckpt: dict, norm: Normalizer,

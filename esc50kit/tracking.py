@@ -1,32 +1,14 @@
 """MLflow tracking of training runs: a browsable view of the run folders, off unless asked for.
 
-The run folder (:mod:`esc50kit.experiment`) stays the record; with tracking on, each call
-of ``run_experiment(..., track=True)`` also writes one MLflow run, in the experiment named
-after the dataset (``ESC-10``, ``ESC-50``; another table: its folder's name;
-``MLFLOW_EXPERIMENT_NAME`` overrides it):
-
-- params: the configuration (``features.*``, ``model.*``, ``training.*``, ``profile``,
-  ``seed``, ``mode``, ``folds``, ``val_offset``, ``splits``, ``subset``, ``cross_fold``);
-- per-epoch curves of every split, logged as the split finishes, with the epoch as step:
-  ``<split>/train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ``seconds``
-  (the columns of its ``history.csv``);
-- the split's final figures (``<split>/val_accuracy``, ``<split>/test_accuracy``, ...) and,
-  at the end, the run's (``overall_accuracy``, ``accuracy_mean``, ``accuracy_std``, ...),
-  all read from the dictionaries written to ``metrics.json``;
-- artifacts: ``confusion_matrix.png`` (the pooled scored clips) and the run folder under
-  ``run/``.
-
-A resumed run folder gives a new MLflow run that logs every split again (those read back
-too), so the newest MLflow run of a folder is always complete; an interrupted one ends
-``KILLED`` (Ctrl-C) or ``FAILED``.
-
-Where runs land: ``MLFLOW_TRACKING_URI`` when set, else the SQLite file
-``<artifacts>/mlflow.db`` with the artifacts beside it in ``<artifacts>/mlflow-artifacts/``.
-Look at them with ``mlflow ui --backend-store-uri sqlite:///<artifacts>/mlflow.db``.
-
-Nothing here imports mlflow until a run is tracked: tracking off costs nothing, and a
-machine without mlflow runs everything; ``track=True`` there warns
-(:class:`TrackingOffWarning`) that tracking is off, why, and how to install it.
+``run_experiment(..., track=True)`` also writes one MLflow run into the experiment named
+after the dataset (``ESC-10``, ``ESC-50``, else the data folder; ``MLFLOW_EXPERIMENT_NAME``
+overrides it): config.json flattened as params (``training.lr`` ...), each split's curves
+(``<split>/val_acc``, step = epoch) and figures (``<split>/test_accuracy``) as it finishes,
+the run's figures (``accuracy_mean`` ...), ``confusion_matrix.png`` and the run folder
+under ``run/``. The run folder stays the record; a resumed one gives a new, complete MLflow
+run; an interrupted one ends ``KILLED`` (Ctrl-C) or ``FAILED``. Runs land in
+``MLFLOW_TRACKING_URI``, else ``<artifacts>/mlflow.db``. mlflow is imported only for a
+tracked run; without it ``track=True`` warns (:class:`TrackingOffWarning`) and goes on.
 """
 from __future__ import annotations
 
@@ -46,8 +28,7 @@ INSTALL_HINT = 'pip install -e ".[tracking]"'
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIRNAME = "mlflow-artifacts"
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call (100 for params)
-# config.json entries logged as they are (the feature, model and training sections are
-# logged field by field)
+# config.json entries logged as they are (the sections are logged field by field)
 _RUN_PARAMS = ("dataset", "subset", "mode", "seed", "folds", "val_offset", "cross_fold")
 
 
@@ -57,10 +38,8 @@ class TrackingOffWarning(UserWarning):
 
 def tracking_uri(artifacts_dir: str | Path) -> str:
     """``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<artifacts_dir>/mlflow.db`` (absolute)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path(artifacts_dir).expanduser().resolve() / DB_NAME}"
+    return (os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{Path(artifacts_dir).expanduser().resolve() / DB_NAME}")
 
 
 def ui_command(uri: str) -> str:
@@ -105,34 +84,17 @@ def _numbers(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def split_metric_values(metrics: dict[str, Any]) -> dict[str, float]:
-    """A split's ``metrics.json`` as MLflow metrics: ``<split>/<figure>``."""
-    return _numbers(metrics, f"{metrics['name']}/")
-
-
 def run_metric_values(metrics: dict[str, Any]) -> dict[str, float]:
-    """A run's ``metrics.json`` (the run level) as MLflow metrics.
-
-    ``overall_accuracy``, ``overall_macro_f1``, ``n_scored``, ``samples_per_s``,
-    ``accuracy_mean``/``_std``/``_n``, ``macro_f1_mean``/``_std``/``_n`` and
-    ``times_features_s``, ``times_training_s``, ``times_total_s``.
-    """
+    """A run's ``metrics.json`` as MLflow metrics: its numbers, and those of ``accuracy``,
+    ``macro_f1`` and ``times`` prefixed (``accuracy_mean``, ``times_total_s``, ...)."""
     out = _numbers(metrics)
     for key in ("accuracy", "macro_f1", "times"):
         out.update(_numbers(metrics.get(key) or {}, f"{key}_"))
     return out
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 class RunTracker:
-    """One MLflow run, written as a run folder fills (see the module docstring).
-
-    Use :func:`tracked`, which opens it (or nothing, when tracking is off) and closes it
-    with the run's outcome.
-    """
+    """One MLflow run, written as a run folder fills; open it with :func:`tracked`."""
 
     def __init__(self, client, run_id: str, uri: str) -> None:
         self.client, self.run_id, self.uri = client, run_id, uri
@@ -152,48 +114,42 @@ class RunTracker:
             location = None  # a server or another database keeps its own artifact root
             if uri.startswith("sqlite:///"):  # beside the database, never the working folder
                 db = Path(uri.removeprefix("sqlite:///"))
-                location = (db.parent / ARTIFACTS_DIRNAME / _safe(name)).as_uri()
+                safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+                location = (db.parent / ARTIFACTS_DIRNAME / safe).as_uri()
             try:
                 experiment_id = client.create_experiment(name, artifact_location=location)
             except MlflowException:  # another process created it in between
                 experiment_id = client.get_experiment_by_name(name).experiment_id
         else:
             experiment_id = experiment.experiment_id
-        run_dir = RunFolder.named(Path(artifacts_dir).expanduser().resolve(), config["run_name"]).path
-        tags = {"esc50kit.run_dir": str(run_dir),
-                "dataset": str(config.get("dataset")), "profile": config["profile"]["name"],
-                "mode": config["mode"]}
+        artifacts = Path(artifacts_dir).expanduser().resolve()
+        run_dir = RunFolder.named(artifacts, config["run_name"]).path
+        tags = {"esc50kit.run_dir": str(run_dir), "dataset": str(config.get("dataset")),
+                "profile": config["profile"]["name"], "mode": config["mode"]}
         run = client.create_run(experiment_id, run_name=config["run_name"], tags=tags)
         params = [Param(k, v) for k, v in config_params(config).items()]
         for i in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[i:i + 100])
         return cls(client, run.info.run_id, uri)
 
-    def _log_metrics(self, values: dict[str, float], *, step: int = 0) -> None:
+    def _log(self, rows: list[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) metrics, in batches of MLflow's size limit."""
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        metrics = [Metric(k, v, stamp, step) for k, v in values.items()]
+        metrics = [Metric(k, v, stamp, step) for k, v, step in rows]
         for i in range(0, len(metrics), _BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + _BATCH])
 
     def log_split(self, metrics: dict[str, Any], history: pd.DataFrame | None) -> None:
-        """One finished split: its per-epoch curves (step = epoch) and final figures.
-
-        Args:
-            metrics: the split's ``metrics.json``.
-            history: its ``history.csv``, one row per epoch (None: no curves).
-        """
-        from mlflow.entities import Metric
-
-        if history is not None and len(history):
-            stamp = int(time.time() * 1000)
-            curves = [Metric(f"{metrics['name']}/{col}", float(row[col]), stamp, int(row["epoch"]))
-                      for _, row in history.iterrows() for col in history.columns
-                      if col != "epoch" and pd.notna(row[col])]  # refit: no validation curve
-            for i in range(0, len(curves), _BATCH):
-                self.client.log_batch(self.run_id, metrics=curves[i:i + _BATCH])
-        self._log_metrics(split_metric_values(metrics))
+        """One finished split (its ``metrics.json`` and ``history.csv``, None before an
+        epoch): the per-epoch curves (step = epoch), then the final figures."""
+        curves = [] if history is None else [
+            (f"{metrics['name']}/{col}", float(row[col]), int(row["epoch"]))
+            for _, row in history.iterrows() for col in history.columns
+            if col != "epoch" and pd.notna(row[col])]  # refit: no validation curve
+        figures = _numbers(metrics, f"{metrics['name']}/")  # <split>/<figure>
+        self._log(curves + [(k, v, 0) for k, v in figures.items()])
 
     def finish(self, *, run_dir: str | Path, metrics: dict[str, Any], predictions: pd.DataFrame,
                class_names: list[str]) -> None:
@@ -203,7 +159,7 @@ class RunTracker:
         from .evaluation import confusion
         from .plots import plot_confusion
 
-        self._log_metrics(run_metric_values(metrics))
+        self._log([(k, v, 0) for k, v in run_metric_values(metrics).items()])
         size = max(5.0, 0.25 * len(class_names) + 2)
         fig, ax = plt.subplots(figsize=(size, size))
         plot_confusion(confusion(predictions, class_names), ax,
@@ -223,13 +179,10 @@ class RunTracker:
 
 
 class _Off:
-    """The tracker of an untracked run: every call does nothing."""
+    """The tracker of an untracked run: every method (``log_split``, ``finish``) does nothing."""
 
-    def log_split(self, metrics, history) -> None:
-        pass
-
-    def finish(self, **kwargs) -> None:
-        pass
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
 
 
 @contextlib.contextmanager
@@ -238,12 +191,10 @@ def tracked(*, enabled: bool, config: dict[str, Any],
     """The tracker of one run: an MLflow run when ``enabled`` and mlflow imports, else a
     no-op (with a :class:`TrackingOffWarning` when it was asked for). An exception inside
     ends the MLflow run as ``FAILED`` (``KILLED`` for Ctrl-C) and goes on."""
-    if not enabled:
-        yield _Off()
-        return
-    reason = unavailable_reason()
+    reason = enabled and unavailable_reason()  # mlflow is imported only when enabled
     if reason:
         warnings.warn(reason, TrackingOffWarning, stacklevel=3)
+    if not enabled or reason:
         yield _Off()
         return
     tracker = RunTracker.start(config=config, artifacts_dir=artifacts_dir)
