@@ -33,7 +33,7 @@ def _load_params(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import run_chain
+    from .chain import run_chain
 
     params = _load_params(args)
     # The chain's own settings may come from the YAML file too; command-line flags win.

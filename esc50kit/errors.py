@@ -39,7 +39,7 @@ INTERRUPTED_MESSAGE = "interrupted; run the same command again to resume"
 _BAD_INPUT = (("esc50kit.data", "DatasetError"), ("esc50kit.audio", "AudioReadError"),
               ("esc50kit.splits", "LeakageError"), ("esc50kit.splits", "SplitError"),
               ("esc50kit.run_folder", "RunFolderError"), ("builtins", "ValueError"))
-_FAILED = (("esc50kit.download", "DownloadError"), ("esc50kit.pipeline", "ChainError"),
+_FAILED = (("esc50kit.download", "DownloadError"), ("esc50kit.chain", "ChainError"),
            ("esc50kit.training", "TrainingDivergedError"),
            ("esc50kit.models", "WeightsUnavailableError"), ("builtins", "OSError"))
 

@@ -208,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the ``predict`` command; exit status 0 when every file was classified."""
     if args.top < 1:
         raise ValueError(f"--top {args.top} must be at least 1")
-    # A bad run folder or device is refused (exit 2, by esc50kit.cli) before any file is read.
+    # A bad run folder or device is refused (exit 2, by esc50kit.errors) before any file is read.
     clf = Classifier.from_runs(args.run, split=args.split, ensemble=args.ensemble or None,
                                device=args.device)
     status, results = 0, []

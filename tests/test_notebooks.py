@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from esc50kit.pipeline import NOTEBOOK_DIR, NOTEBOOKS, ChainError, error_cells, run_chain
+from esc50kit.chain import NOTEBOOK_DIR, NOTEBOOKS, ChainError, error_cells, run_chain
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 

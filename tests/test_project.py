@@ -84,3 +84,17 @@ def test_make_lab_opens_the_first_notebook_with_the_dataset_it_verified(tmp_path
     assert f"--ServerApp.root_dir={ROOT}" in lines
     url = next(a for a in lines if a.startswith("--LabApp.default_url="))
     assert (ROOT / url.split("/lab/tree/", 1)[1]).is_file()  # the page it opens exists
+
+
+def test_every_package_function_fits_on_a_screen():
+    """#24: no function or method of esc50kit is longer than 80 lines (aim: 60)."""
+    import ast
+
+    too_long = []
+    for path in sorted((ROOT / "esc50kit").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    too_long.append(f"{path.name}:{node.lineno} {node.name} ({n} lines)")
+    assert not too_long, "split these into functions of at most 80 lines: " + ", ".join(too_long)

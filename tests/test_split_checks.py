@@ -358,7 +358,7 @@ def test_a_run_is_refused_before_anything_is_written(case, writable_root, tmp_pa
 
 
 def test_an_allowed_run_carries_its_warnings_everywhere(writable_root, tmp_path, torch_one_thread):
-    from esc50kit.pipeline import write_summary
+    from esc50kit.chain import write_summary
 
     _keep(writable_root, _REFUSED["class absent from training"][0])
     art = tmp_path / "art"
