@@ -4,7 +4,7 @@
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --mode cv
     python benchmarks/train_cv.py --data ../shared/data/ESC-10 --profile cpu-cv --seeds 2
     python benchmarks/train_cv.py --data DEST/ESC-50-master --profile cpu-esc50
-    python benchmarks/train_cv.py --data DEST/ESC-50-master --profile cpu-esc50 --epochs 80 --seeds 2
+    python benchmarks/train_cv.py --data DEST/ESC-50-master --profile cpu-esc50 --set seeds=1
 
 Prints per-split test accuracy, mean +- std over splits, training clips per second and
 wall time; the LAST line is ``overall test accuracy: <pooled accuracy>``. A split whose
@@ -14,7 +14,10 @@ one line and exit status 2; ``--allow-degenerate`` runs it anyway and prints ``W
 lines next to the figures (an empty side is refused all the same). Checkpoints
 are chosen on each split's validation fold; test folds are scored once.
 
-``--seeds N`` trains N runs (seeds ``--seed`` ... ``--seed + N - 1``; run folders
+A profile with ``seeds`` above 1 (``cpu-esc50``: 2; ``--set seeds=K`` for any) trains K
+models per split inside ONE run folder and scores each split by their ensemble, as
+``make run PROFILE=...`` does; the split lines then give each seed's score too.
+``--seeds N`` instead trains N separate runs (seeds ``--seed`` ... ``--seed + N - 1``; run folders
 ``<run name>-seed<k>`` with ``--run-name``, ``<run name>-val<offset>-seed<k>`` for
 offsets other than 1, else new time-stamped ones) and scores the
 ENSEMBLE of each split's N models (mean class probabilities;
@@ -73,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--subset", default="all", choices=("all", "esc10", "esc50"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=1,
-                   help="train this many seeds and score the ensemble of their models")
+                   help="train this many separate runs (seeds) and score the ensemble of "
+                        "their models (each run trains the profile's own seeds per split)")
     p.add_argument("--val-offsets", type=int, nargs="+", default=[1], metavar="K",
                    help="cv: one run per offset, test fold i validated on fold i+K "
                         "(cyclic); several offsets make an ensemble of fold models")
@@ -191,8 +195,10 @@ def report(results, *, wall: float | None, threads: int | None, folds=None) -> i
             chosen = (f"val {s['val_accuracy']:.3f}, best epoch {s['best_epoch']}/{s['epochs_run']}"
                       if s["val_accuracy"] is not None else  # refit: a fixed epoch count
                       f"no validation fold, last epoch {s['best_epoch']}/{s['epochs_run']}")
+            seeds = "".join(f"; seeds {x['seed']}: {x[f'{role}_accuracy']:.3f}"
+                            for x in s.get("members", []))  # each model of a seed ensemble
             print(f"  {s['name']}: {role} accuracy {score:.3f} ({chosen}, "
-                  f"{s['samples_per_s']:.1f} clips/s)")
+                  f"{s['samples_per_s']:.1f} clips/s{seeds})")
         acc = m["accuracy"]
         vals = [s["val_accuracy"] for s in m["splits"] if s["val_accuracy"] is not None]
         val = f" (validation {mean_std(vals)['mean']:.3f})" if vals else ""

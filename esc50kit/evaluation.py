@@ -176,6 +176,19 @@ def average_predictions(tables: Sequence[pd.DataFrame], *,
     return out
 
 
+def member_table(split_metrics: Sequence[dict], *, role: str = "test") -> pd.DataFrame:
+    """Each model's own ``role`` accuracy in a seed-ensemble run (``metrics["splits"]``):
+    one row per split, one column per seed, then ``ensemble`` (the split's score) and a
+    last row ``mean`` over the splits. Empty when the splits trained one model each."""
+    rows = {m["name"]: {**{f"seed {x['seed']}": x[f"{role}_accuracy"] for x in m["members"]},
+                        "ensemble": m[f"{role}_accuracy"]}
+            for m in split_metrics if m.get("members")}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")
+    if len(table):
+        table.loc["mean"] = table.mean()
+    return table
+
+
 def mean_std(values: Sequence[float]) -> dict[str, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value) over folds."""
     v = np.asarray(values, dtype=float)

@@ -150,7 +150,7 @@ class _Inputs:
     dataset: str  # its kind (ESC-50, ESC-10, ...)
     profile: Profile
     model_config: ModelConfig
-    seed: int
+    seed: int  # the first member's; member k of a split trains with seed + k
     cross_fold: str
     progress: bool
 
@@ -162,32 +162,65 @@ def _role_scores(pred: pd.DataFrame, role: str) -> dict[str, float | None]:
     return {f"{role}_accuracy": s.get("accuracy"), f"{role}_macro_f1": s.get("macro_f1")}
 
 
-def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
-                   warnings: Sequence[str] = ()) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train one split, score and write its validation and test folds (metrics, predictions).
-    Without a validation fold (``refit``) the last weights are scored; ``val_*`` is None."""
-    df = inputs.df
-    roles = assign_roles(df, split, cross_fold=inputs.cross_fold)
-    train, val, test = (np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
+def _train_member(name: str, seed: int, inputs: _Inputs, run: RunFolder, rows: tuple,
+                  warnings: Sequence[str], *, member: bool) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train one model of a split into ``<run>/<name>`` and score its validation and test
+    ``rows`` (train, val, test indices). A ``member`` of an ensemble writes its metrics and
+    predictions there, and one written before is read back."""
+    if member and run.split_done(name):
+        return run.read_split(name)
+    df, (train, val, test) = inputs.df, rows
     scored = np.concatenate([val, test])
     probs, result = train_and_score(
         inputs.X, df["label"].to_numpy(), train=train, val=val, scored=scored,
-        model_config=inputs.model_config, train_config=inputs.profile.training, seed=inputs.seed,
-        progress=inputs.progress, desc=split.name, variants=inputs.V, out_dir=run.path / split.name,
+        model_config=inputs.model_config, train_config=inputs.profile.training, seed=seed,
+        progress=inputs.progress, desc=name, variants=inputs.V, out_dir=run.path / name,
         checkpoint_meta={"features": inputs.profile.features.to_dict()})
     pred = evaluation.predictions_frame(df.iloc[scored], probs, inputs.names,
                                         role=["val"] * len(val) + ["test"] * len(test))
     metrics = {
-        **_split_dict(split),
-        "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
-        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early, "resumed_from": result.resumed_from,
-        **_role_scores(pred, "val"), **_role_scores(pred, "test"),
-        "train_seconds": result.train_seconds, "samples_per_s": result.samples_per_s,
-        "device": result.device, "warnings": list(warnings),
+        "seed": seed, "n_train": int(len(train)), "n_val": int(len(val)),
+        "n_test": int(len(test)), "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "resumed_from": result.resumed_from, **_role_scores(pred, "val"),
+        **_role_scores(pred, "test"), "train_seconds": result.train_seconds,
+        "samples_per_s": result.samples_per_s, "device": result.device,
+        "warnings": list(warnings),
     }
+    if member:
+        run.write_split(name, metrics, pred)
+    return metrics, pred
+
+
+def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
+                   warnings: Sequence[str] = ()) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train one split, score and write its validation and test folds (metrics, predictions).
+    Without a validation fold (``refit``) the last weights are scored; ``val_*`` is None.
+    With several seeds (``Profile.seeds``) each member is written in its own folder
+    (:meth:`RunFolder.member_names`) and the split is scored by their mean probabilities;
+    ``best_epoch`` is then the first member's and ``members`` lists each one's figures."""
+    roles = assign_roles(inputs.df, split, cross_fold=inputs.cross_fold)
+    rows = tuple(np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
+    names = run.member_names(split.name)
+    members = [_train_member(name, inputs.seed + k, inputs, run, rows, warnings,
+                             member=len(names) > 1) for k, name in enumerate(names)]
+    metrics, pred = members[0]
+    if len(members) > 1:
+        pred = evaluation.average_predictions([p for _, p in members])
+        train_s = sum(m["train_seconds"] for m, _ in members)
+        metrics = {**metrics, **_role_scores(pred, "val"), **_role_scores(pred, "test"),
+                   "train_seconds": train_s,
+                   "samples_per_s": sum(m["samples_per_s"] * m["train_seconds"]
+                                        for m, _ in members) / train_s if train_s > 0 else None,
+                   "members": [{k: m[k] for k in _MEMBER_KEYS} for m, _ in members]}
+    metrics = {**_split_dict(split), **metrics}
     run.write_split(split.name, metrics, pred)
     return metrics, pred
+
+
+# what the split's metrics.json lists of each member of a seed ensemble
+_MEMBER_KEYS = ("seed", "best_epoch", "val_accuracy", "test_accuracy", "test_macro_f1",
+                "train_seconds")
 
 
 def _run_metrics(split_metrics: list[dict], pred: pd.DataFrame, *, role: str,
@@ -226,6 +259,16 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _members_column(split_metrics: dict, role: str) -> dict[str, str]:
+    """Each seed's own score of a seed-ensemble split, for the summary table ({} if one seed)."""
+    members = split_metrics.get("members")
+    if not members:
+        return {}
+    return {f"{role} acc of each seed": ", ".join(
+        "-" if m[f"{role}_accuracy"] is None else f"{m[f'{role}_accuracy']:.3f}"
+        for m in members)}
+
+
 def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
     role = metrics["scored_role"]
     dash = lambda v: "-" if v is None else v  # noqa: E731
@@ -234,7 +277,7 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         "val fold": m["val_fold"] or "-", "test fold": m["test_fold"] or "-",
         "best epoch": m["best_epoch"], "val acc": dash(m["val_accuracy"]),
         "test acc": dash(m["test_accuracy"]), "test macro-F1": dash(m["test_macro_f1"]),
-        "clips/s": m["samples_per_s"],
+        "clips/s": m["samples_per_s"], **_members_column(m, role),
     } for m in metrics["splits"]])
     acc = metrics["accuracy"]
     table = evaluation.comparison_table(
@@ -243,6 +286,9 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
     how = ("(no validation fold: every other fold trained for the recipe's fixed epoch count, "
            "the last weights scored)" if config["mode"] == "refit"
            else "(checkpoints chosen on the validation fold only)")
+    if config.get("seeds", 1) > 1:
+        how += (f"; each split is scored by the mean probabilities of {config['seeds']} "
+                f"models (seeds {config['seed']}-{config['seed'] + config['seeds'] - 1})")
     t = metrics["times"]
     return "\n".join([
         f"# Run `{config['run_name']}`", "",
@@ -407,7 +453,7 @@ def _run_config(inputs: _Inputs, run_name: str, *, data_dir: str | Path, subset:
         "class_names": inputs.names, "mode": mode,
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": inputs.model_config.to_dict(), "training": prof.training.to_dict(),
-        "seed": inputs.seed, "folds": sorted(int(f) for f in df["fold"].unique()),
+        "seed": inputs.seed, "seeds": prof.seeds, "folds": sorted(int(f) for f in df["fold"].unique()),
         "val_offset": val_offset, "splits": [_split_dict(s) for s in splits],
         "cross_fold": inputs.cross_fold, "versions": run_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -445,10 +491,11 @@ def _run_splits(run: RunFolder, splits: list[FoldSplit], inputs: _Inputs,
         else:
             metrics, pred = _run_one_split(split, inputs, run, split_warnings[split.name])
             if not keep_last_checkpoints:  # done: metrics.json marks it, resume never reads it
-                run.drop_last_checkpoint(split.name)
+                for name in run.member_names(split.name):
+                    run.drop_last_checkpoint(name)
         if inputs.progress:
             _print_split(split.name, metrics)
-        tracker.log_split(metrics, run.history(split.name))
+        tracker.log_split(metrics, run.history(run.member_names(split.name)[0]))
         all_metrics.append(metrics)
         all_pred.append(pred.assign(split=split.name))
         if on_split is not None:
@@ -462,4 +509,6 @@ def _print_split(name: str, m: dict[str, Any]) -> None:
     test = "" if m["test_accuracy"] is None else f", test acc {m['test_accuracy']:.3f}"
     val = (f"last epoch {m['best_epoch']} (no validation fold)" if m["val_accuracy"] is None
            else f"best epoch {m['best_epoch']}, val acc {m['val_accuracy']:.3f}")
-    tqdm.write(f"{name}: {val}{test}")
+    each = "".join(f"; {k}: {v}" for k, v in _members_column(
+        m, "val" if m["test_accuracy"] is None else "test").items())
+    tqdm.write(f"{name}: {val}{test}{each}")

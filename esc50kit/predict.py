@@ -83,13 +83,16 @@ class Classifier:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, split: str | None = None,
-                 ensemble: bool | None = None, device: str = "cpu") -> "Classifier":
+                 ensemble: bool | None = None, members: bool = False,
+                 device: str = "cpu") -> "Classifier":
         """Load a run folder written by :func:`esc50kit.experiment.run_experiment`.
 
         Args:
             split: use this split's model (e.g. ``"test3-val4"``, or the test fold ``"3"``).
             ensemble: average every split's model. Default: True for a ``cv`` run
                 without ``split``, else False (the first split).
+            members: of a run whose splits train several seeds, average every member
+                (their ensemble). Default: the first seed's model, one network.
 
         Raises:
             RunFolderError: the folder, a checkpoint or its statistics are missing or
@@ -101,13 +104,15 @@ class Classifier:
         device = str(choose_device(device))  # refuses a device this machine lacks
         run = RunFolder(run_dir)
         wanted = run.select_splits(split, ensemble=ensemble)
+        if members:
+            wanted = [name for s in wanted for name in run.member_names(s)]
         loaded = [run.load_model(name, device=device) for name in wanted]
         return cls([m.model for m in loaded], [m.normalizer for m in loaded], loaded[0].features,
                    loaded[0].class_names, names=wanted, device=device)
 
     @classmethod
     def from_runs(cls, run_dirs, *, split: str | None = None, ensemble: bool | None = None,
-                  device: str = "cpu") -> "Classifier":
+                  members: bool = False, device: str = "cpu") -> "Classifier":
         """Average the models :meth:`from_run` loads from each run (e.g. the four runs of a
         fold ensemble); model names become ``<run folder>/<split>``.
 
@@ -118,7 +123,8 @@ class Classifier:
         run_dirs = [Path(r) for r in run_dirs]
         if not run_dirs:
             raise RunFolderError("no run folder given")
-        parts = [cls.from_run(r, split=split, ensemble=ensemble, device=device) for r in run_dirs]
+        parts = [cls.from_run(r, split=split, ensemble=ensemble, members=members, device=device)
+                 for r in run_dirs]
         first = parts[0]
         for run, part in zip(run_dirs[1:], parts[1:]):
             if part.config != first.config or part.class_names != first.class_names:
@@ -187,6 +193,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="use one split's model (name or test fold number)")
     parser.add_argument("--ensemble", action="store_true",
                         help="average every split's model (default for cv runs)")
+    parser.add_argument("--members", action="store_true",
+                        help="average every seed of a seed-ensemble run (default: its first "
+                             "seed's model)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
@@ -210,7 +219,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--top {args.top} must be at least 1")
     # A bad run folder or device is refused (exit 2, by esc50kit.errors) before any file is read.
     clf = Classifier.from_runs(args.run, split=args.split, ensemble=args.ensemble or None,
-                               device=args.device)
+                               members=args.members, device=args.device)
     status, results = 0, []
     for f in args.files:
         try:

@@ -24,11 +24,14 @@ from .training import TrainConfig
 @dataclass(frozen=True)
 class Profile:
     """A complete recipe: what it is for and roughly how long it runs (``description``), the
-    default mode (one of :data:`esc50kit.splits.MODES`) and the three configurations."""
+    default mode (one of :data:`esc50kit.splits.MODES`), the three configurations, and
+    ``seeds``: how many models (seeds ``seed``, ``seed + 1``, ...) each split trains; with
+    more than one, a split is scored by their ensemble (mean class probabilities)."""
 
     name: str
     description: str
     mode: str
+    seeds: int = 1
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -36,20 +39,32 @@ class Profile:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"profile {self.name!r}: mode={self.mode!r}; choose one of {MODES}")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"profile {self.name!r}: seeds={self.seeds!r} must be an integer "
+                             ">= 1 (the models trained per split)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "mode": self.mode,
+                "seeds": self.seeds,
                 **{section: getattr(self, section).to_dict() for section in _SECTIONS}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Profile":
         return cls(name=d["name"], description=d.get("description", ""), mode=d["mode"],
+                   seeds=d.get("seeds", 1),
                    **{name: kind.from_dict(d[name]) for name, kind in _SECTIONS.items()})
 
 
 # 64 mel bands and a 1024-sample hop at 22.05 kHz: a 5 s clip is a (64, 108) image,
 # about a sixth of the pixels of the full (128, 216) input.
 _SMALL_FEATURES = FeatureConfig(sr=22050, n_fft=2048, hop_length=1024, n_mels=64)
+
+# 128 mel bands and a 512-sample hop: (128, 216). With the stem's max-pooling kept, the first
+# stage sees (32, 54) of it, which makes the CPU recipes' epoch 1.5x faster than the
+# (128, 108) input without that pooling, at the same validation accuracy (round 8 of
+# benchmarks/results/quick-tuning-esc50.txt).
+_FINE_FEATURES = replace(_SMALL_FEATURES, hop_length=512, n_mels=128)
+_CPU_MODEL = ModelConfig(arch="resnet18", width=16, stem_pool=True)
 
 # The CPU recipe shared by quick and cpu-cv (both add epochs, crops and a weight average);
 # what it does not name (batch 32, AdamW, one-cycle schedule, ...) is TrainConfig's default.
@@ -68,15 +83,17 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick",
-        description=("The default, about 7 minutes of training on a 2-core CPU: one split (final "
-                     "mode: train folds 1-3, validate on 4, test once on 5); a quarter-width "
-                     "ResNet18 without the stem's max-pooling, EMA of the weights, on (64, 108) "
-                     "log-mels, random 4 s crops, mixup alpha 1.0, 120 epochs. Chosen on "
-                     "ESC-50's validation fold 4 (benchmarks/README.md)."),
+        description=("The default, about 6 minutes of training on a 2-core CPU with native bf16 "
+                     "(about 1.5x longer in float32): one split (final mode: train folds 1-3, "
+                     "validate on 4, test once on 5); a quarter-width ResNet18, EMA of the "
+                     "weights, on (128, 216) log-mels, random 4 s crops, mixup alpha 1.0, "
+                     "120 epochs, bf16 autocast. Chosen on ESC-50's validation fold 4 "
+                     "(benchmarks/README.md)."),
         mode="final",
-        features=_SMALL_FEATURES,
-        model=ModelConfig(arch="resnet18", width=16, stem_pool=False),
-        training=replace(_CPU_TRAINING, epochs=120, ema=0.98, crop_frames=86, mixup_alpha=1.0),
+        features=_FINE_FEATURES,
+        model=_CPU_MODEL,
+        training=replace(_CPU_TRAINING, epochs=120, ema=0.98, crop_frames=172, mixup_alpha=1.0,
+                         amp="bf16"),
     ),
     "cpu-cv": Profile(
         name="cpu-cv",
@@ -91,16 +108,17 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description=("The CPU recipe for ESC-50, about an hour for all five folds on a 2-core "
-                     "CPU with native bf16 (about 1.5x longer in float32): refit mode, so each "
-                     "test fold's model trains on all four other folds for a fixed 120 epochs "
-                     "and its last weights are scored; the quick model on (128, 108) log-mels, "
-                     "bf16 autocast. Chosen on ESC-50's validation fold 4; two seeds at 80 "
-                     "epochs make the CPU cross-validation recipe (benchmarks/README.md)."),
+        description=("The CPU cross-validation recipe for ESC-50, about an hour for all five "
+                     "folds on a 2-core CPU with native bf16 (about 1.5x longer in float32): "
+                     "refit mode, so each test fold's models train on all four other folds "
+                     "for a fixed 100 epochs and their last weights are scored; two seeds per "
+                     "fold, scored by their mean probabilities; the quick model and inputs. "
+                     "Chosen on ESC-50's validation fold 4 (benchmarks/README.md)."),
         mode="refit",
-        features=replace(_SMALL_FEATURES, n_mels=128),
-        model=ModelConfig(arch="resnet18", width=16, stem_pool=False),
-        training=replace(_CPU_TRAINING, epochs=120, ema=0.98, crop_frames=86, mixup_alpha=1.0,
+        seeds=2,
+        features=_FINE_FEATURES,
+        model=_CPU_MODEL,
+        training=replace(_CPU_TRAINING, epochs=100, ema=0.98, crop_frames=172, mixup_alpha=1.0,
                          amp="bf16"),
     ),
     "wave-cv": Profile(
@@ -127,6 +145,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 _SECTIONS = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig}
+_TOP_LEVEL = ("mode", "seeds", "description")
 
 
 def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +165,7 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
     Args:
         overrides: ``{"section.field": value}`` (sections ``features``, ``model``,
             ``training``) or nested ``{"section": {"field": value}}``; top-level
-            ``mode`` and ``description`` are accepted too.
+            ``mode``, ``seeds`` and ``description`` are accepted too.
 
     Raises:
         ValueError: an unknown section or field, naming the known ones.
@@ -156,13 +175,14 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
     changes: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
     top: dict[str, Any] = {}
     for key, value in _flatten(overrides).items():
-        if key in ("mode", "description"):
+        if key in _TOP_LEVEL:
             top[key] = value
             continue
         section, _, name = key.partition(".")
         if section not in _SECTIONS or not name:
             raise ValueError(f"override {key!r}: use 'section.field' with section one of "
-                             f"{sorted(_SECTIONS)} (e.g. 'training.epochs'), or 'mode'")
+                             f"{sorted(_SECTIONS)} (e.g. 'training.epochs'), or one of "
+                             f"{_TOP_LEVEL}")
         known = {f.name for f in fields(_SECTIONS[section])}
         if name not in known:
             raise ValueError(f"override {key!r}: {section} has no field {name!r}; "

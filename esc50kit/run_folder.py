@@ -21,6 +21,10 @@ and the benchmarks read it. Keep the layout stable::
             normalizer.json     per-bin mean/std fitted on this split's training rows
             predictions.csv     val and test clips (``role``) scored by the best checkpoint
             metrics.json        this split's figures; written last: the split is done
+            seed<k>/            with ``seeds`` > 1 (a seed ensemble): each member's files
+                                above, in its own folder; the split's predictions.csv
+                                and metrics.json are then the ensemble's (mean
+                                probabilities), and metrics.json lists the ``members``
 
 The same ``run_name`` resumes: finished splits are read back, an interrupted one continues
 from its ``checkpoint_last.pt``. No torch is imported until a model is loaded.
@@ -44,9 +48,9 @@ PREDICTIONS, NORMALIZER = "predictions.csv", "normalizer.json"
 # config.json keys that must agree for a run folder to be resumed
 # (the dataset by content, not by path: a moved copy of the same data resumes)
 _RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed",
-                "splits", "cross_fold")
+                "seeds", "splits", "cross_fold")
 # what a run folder written before a key existed behaved as
-_RESUME_DEFAULTS = {"cross_fold": "allow"}
+_RESUME_DEFAULTS = {"cross_fold": "allow", "seeds": 1}
 
 
 def utc_stamp() -> str:
@@ -155,7 +159,7 @@ class RunFolder:
                              f"delete the folder {self.path}, or pick another run name "
                              "(-p run_name NAME, --run-name NAME)") from exc
         diff = [k for k in _RESUME_KEYS if _comparable(k, old.get(k, _RESUME_DEFAULTS.get(k)))
-                != _comparable(k, config[k])]
+                != _comparable(k, config.get(k, _RESUME_DEFAULTS.get(k)))]
         if diff:
             raise ValueError(
                 f"{self.path} holds a run with another configuration (differs in {diff}); "
@@ -192,7 +196,8 @@ class RunFolder:
                     f"{self.path / name} not found: is {self.path} a finished run folder? Run "
                     "run_experiment again with the same run_name to finish it.")
         config = json.loads((self.path / CONFIG).read_text())
-        histories = {s["name"]: self.history(s["name"]) for s in config["splits"]}
+        histories = {name: self.history(name) for s in config["splits"]
+                     for name in self.member_names(s["name"])}
         return RunResult(run_dir=self.path, config=config, metrics=self.metrics(),
                          predictions=pd.read_csv(self.path / PREDICTIONS),
                          histories={k: v for k, v in histories.items() if v is not None})
@@ -245,6 +250,13 @@ class RunFolder:
 
     # --- split level ---------------------------------------------------------------------
 
+    def member_names(self, split: str) -> list[str]:
+        """The folders (relative to the run) of a split's models: the split itself for one
+        seed, else ``<split>/seed<k>`` for each member of its seed ensemble."""
+        config = self.config()
+        seeds, first = config.get("seeds", 1), config["seed"]
+        return [split] if seeds == 1 else [f"{split}/seed{first + k}" for k in range(seeds)]
+
     def split_done(self, split: str) -> bool:
         return (self.path / split / METRICS).is_file()
 
@@ -287,9 +299,11 @@ class RunFolder:
         return names if ensemble or (ensemble is None and config.get("mode") == "cv") else names[:1]
 
     def load_model(self, split: str | None = None, *, device: str = "cpu",
-                   checkpoint: str | None = None) -> TrainedModel:
+                   checkpoint: str | None = None, member: int = 0) -> TrainedModel:
         """The model of one split (default: the first) from its ``checkpoint`` (file name,
-        default ``checkpoint_best.pt``), ready to classify clips.
+        default ``checkpoint_best.pt``), ready to classify clips: of a seed ensemble, its
+        ``member``-th model (the first seed's by default); ``split`` may also name a member
+        folder (``test5-noval/seed1``).
 
         Raises:
             RunFolderError: the folder, the checkpoint or the statistics are missing, or
@@ -300,6 +314,8 @@ class RunFolder:
 
         config = self.config()
         split = split or config["splits"][0]["name"]
+        if "/" not in split:
+            split = self.member_names(split)[member]
         d = self.path / split
         ckpt_path, norm_path = d / (checkpoint or BEST), d / NORMALIZER
         for p in (ckpt_path, norm_path):

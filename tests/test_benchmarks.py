@@ -57,6 +57,18 @@ def test_train_cv_refit_seed_ensemble_prints_no_validation_score(synthetic_root,
     assert "--val-offsets applies to cv mode only; this run's mode is 'refit'" in capsys.readouterr().err
 
 
+def test_train_cv_runs_a_profile_seed_ensemble_in_one_run_folder(synthetic_root, tmp_path, capsys):
+    train_cv = _script("train_cv")
+    assert train_cv.main(["--data", str(synthetic_root), "--profile", "tiny", "--epochs", "1",
+                          "--threads", "1", "--artifacts", str(tmp_path), "--mode", "refit",
+                          "--set", "seeds=2", "--run-name", "two", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("run folder: ") == 1  # one run, two models per split
+    assert out.count("; seeds 0: ") == out.count("; seeds 1: ") == 5
+    assert sorted(p.name for p in (tmp_path / "runs" / "two" / "test1-noval").iterdir()
+                  if p.is_dir()) == ["seed0", "seed1"]
+
+
 def test_score_last_scores_the_last_weights_of_validation_runs_and_their_ensemble(
         synthetic_root, tmp_path, capsys):
     import pandas as pd
@@ -96,6 +108,17 @@ def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
     assert lines[1].startswith("plain PyTorch loop") and lines[2].startswith("esc50kit fit")
     ratio = float(lines[-1].removeprefix("speed-up: ").removesuffix("x"))
     assert ratio > 0
+
+
+def test_step_profile_times_each_part_of_a_training_step(capsys):
+    bench = _script("profile_step")
+    assert bench.main(["--profile", "tiny", "--steps", "2", "--classes", "5", "--threads", "1",
+                       "--set", "features.n_mels=16", "--set", "training.batch_size=4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "input (16, 79), batch 4" in lines[0]  # the override reached the profile
+    parts = dict(p.split() for p in lines[1].removeprefix("  ms per batch: ").split(", "))
+    assert list(parts) == list(bench.PARTS) and all(float(ms) >= 0 for ms in parts.values())
+    assert float(lines[-1].removeprefix("clips/s: ")) > 0
 
 
 def test_search_benchmark_prints_trials_and_a_command_to_confirm_the_best(synthetic_root, tmp_path, capsys):

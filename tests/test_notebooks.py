@@ -77,7 +77,8 @@ def test_unknown_parameter_is_refused(synthetic_root, tmp_path):
 
 @pytest.fixture(scope="module")
 def chain(synthetic_root, tmp_path_factory):
-    """The whole chain, headless, on the synthetic tree with the seconds-long profile."""
+    """The whole chain, headless, on the synthetic tree with the seconds-long profile,
+    two seeds per split (a seed ensemble, as the cpu-esc50 recipe trains)."""
     base = tmp_path_factory.mktemp("chain")
     # laid out like a checkout (notebooks/, artifacts/, reports/) and run from its top,
     # as `make reports` does, so the reports' relative paths can be checked
@@ -87,7 +88,8 @@ def chain(synthetic_root, tmp_path_factory):
     try:
         result = run_chain(
             data_dir=synthetic_root, profile="tiny", out_dir="reports", artifacts_dir="artifacts",
-            notebook_dir="notebooks", parameters={"demo_epochs": 2, "mode": "final"},
+            notebook_dir="notebooks",
+            parameters={"demo_epochs": 2, "mode": "final", "overrides": {"seeds": 2}},
         )
     finally:
         os.chdir(here)
@@ -106,6 +108,11 @@ def test_chain_writes_four_clean_reports(chain):
     assert 0.0 <= summary["accuracy"] <= 1.0
     assert summary["profile"] == "tiny"
     assert "accuracy" in (base / "reports" / "summary.md").read_text()
+    for nb_path in result.notebooks[2:]:  # 03 and 04 show each seed beside the ensemble
+        nb = nbformat.read(str(nb_path), as_version=4)
+        shown = [o["data"]["text/html"] for c in nb.cells for o in c.get("outputs", [])
+                 if "text/html" in o.get("data", {})]
+        assert any("seed 0" in h and "seed 1" in h and "ensemble" in h for h in shown), nb_path.name
 
 
 @pytest.mark.slow

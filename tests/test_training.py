@@ -386,6 +386,58 @@ def test_refit_trains_on_every_other_fold_and_scores_the_last_weights(synthetic_
     assert again.metrics["accuracy"] == m["accuracy"]
 
 
+def test_a_seed_ensemble_trains_each_member_like_a_single_run_and_averages_them(
+        synthetic_root, tmp_path):
+    from esc50kit import evaluation
+    from esc50kit.predict import Classifier
+
+    kw = dict(artifacts_dir=tmp_path, mode="final", profile="tiny", progress=False)
+    single = run_experiment(synthetic_root, run_name="one", seed=3,
+                            overrides={"training.epochs": 2}, **kw)
+    ens_kw = dict(kw, run_name="two", seed=3, overrides={"training.epochs": 2, "seeds": 2})
+    ens = run_experiment(synthetic_root, keep_last_checkpoints=True, **ens_kw)
+    split = ens.config["splits"][0]["name"]
+    folder = RunFolder(ens.run_dir)
+    assert folder.member_names(split) == [f"{split}/seed3", f"{split}/seed4"]
+    names = ens.class_names
+    cols = [f"prob_{c}" for c in names]
+    member_pred = [pd.read_csv(ens.run_dir / m / "predictions.csv")
+                   for m in folder.member_names(split)]
+    # the first member is the single run of the same seed, clip for clip
+    one = pd.read_csv(single.run_dir / split / "predictions.csv")
+    np.testing.assert_allclose(member_pred[0][cols], one[cols], atol=1e-6)
+    assert not np.allclose(member_pred[1][cols], one[cols])  # another seed, another model
+    # the split is scored by their mean probabilities
+    ensemble = pd.read_csv(ens.run_dir / split / "predictions.csv")
+    np.testing.assert_allclose(ensemble[cols], (member_pred[0][cols] + member_pred[1][cols]) / 2,
+                               atol=1e-6)
+    m = ens.metrics["splits"][0]
+    assert [x["seed"] for x in m["members"]] == [3, 4]
+    assert m["members"][0]["test_accuracy"] == single.metrics["splits"][0]["test_accuracy"]
+    test = ensemble[ensemble.role == "test"]
+    assert m["test_accuracy"] == pytest.approx((test.true_label == test.pred_label).mean())
+    assert set(ens.histories) == set(folder.member_names(split))
+    table = evaluation.member_table(ens.metrics["splits"])
+    assert list(table.columns) == ["seed 3", "seed 4", "ensemble"]
+    assert table.loc[split, "seed 4"] == m["members"][1]["test_accuracy"]
+    assert "test acc of each seed" in (ens.run_dir / "summary.md").read_text()
+    assert evaluation.member_table(single.metrics["splits"]).empty
+    # one network by default (predict, the upload widget); every member on request
+    assert len(Classifier.from_run(ens.run_dir).models) == 1
+    assert len(Classifier.from_run(ens.run_dir, members=True).models) == 2
+    # interrupted during the second member: the first is read back, the second resumes
+    (ens.run_dir / split / "metrics.json").unlink()
+    (ens.run_dir / split / "seed4" / "metrics.json").unlink()
+    again = run_experiment(synthetic_root, **ens_kw)
+    resumed = again.metrics["splits"][0]
+    assert resumed["test_accuracy"] == m["test_accuracy"]
+    assert resumed["members"] == m["members"]  # seed 3 read back, seed 4 went on from its end
+    assert not (ens.run_dir / split / "seed4" / LAST).exists()
+    with pytest.raises(ValueError, match="another configuration"):
+        run_experiment(synthetic_root, **dict(ens_kw, overrides={"training.epochs": 2,
+                                                                 "seeds": 3}))
+
+
 def test_without_validation_rows_patience_is_refused_and_the_last_epoch_kept():
     X, y = _toy(n=16)
     empty = X[:0], y[:0]
