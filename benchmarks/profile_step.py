@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 
 from esc50kit.errors import add_debug_flag, entry_point
@@ -37,32 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def overrides(items: list[str], n_classes: int) -> dict:
-    out = {"model.n_classes": n_classes}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. features.n_mels=64")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 @entry_point  # known errors: `error: ...` and exit 1 or 2; Ctrl-C: 130 (esc50kit.errors)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
     from esc50kit.models import build_model
-    from esc50kit.profiles import get_profile
+    from esc50kit.profiles import get_profile, parse_overrides
     from esc50kit.training import (amp_dtype, augment_batch, ema_update, make_optimizer,
                                    soft_cross_entropy, use_channels_last)
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    profile = get_profile(args.profile, overrides(args.set, args.classes))
+    profile = get_profile(args.profile, {**parse_overrides(args.set), "model.n_classes": args.classes})
     cfg, device = profile.training, torch.device("cpu")
     model = build_model(profile.model)
     channels_last = use_channels_last(model, device)

@@ -53,7 +53,6 @@ tracking is off and why, and the command runs untracked.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -108,19 +107,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
+    from esc50kit.profiles import parse_overrides
+
     out: dict = {}
     if args.epochs is not None:
         out["training.epochs"] = args.epochs
     if args.width is not None:
         out["model.width"] = args.width
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. training.lr=0.001")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value  # a bare string such as adam
+    try:
+        out.update(parse_overrides(args.set))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     return out
 
 

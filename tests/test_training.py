@@ -530,3 +530,21 @@ def test_folds_option_never_loads_the_held_out_fold(writable_root, tmp_path):
     assert len(run.config["class_names"]) == run.config["model"]["n_classes"] == 5
     with pytest.raises(ValueError, match=r"fold\(s\) \[7\]"):
         run_experiment(writable_root, run_name="bad", **{**kw, "folds": [1, 2, 7]})
+
+
+def test_profile_settings_from_the_command_line_and_their_refusals():
+    from esc50kit.profiles import get_profile, parse_overrides
+
+    over = parse_overrides(["seeds=3", "training.amp=bf16", "training.crop_frames=null",
+                            "features.n_mels=96"])
+    assert over == {"seeds": 3, "training.amp": "bf16", "training.crop_frames": None,
+                    "features.n_mels": 96}
+    prof = get_profile("quick", over)
+    assert (prof.seeds, prof.training.amp, prof.training.crop_frames) == (3, "bf16", None)
+    assert prof.features.shape[0] == 96
+    with pytest.raises(ValueError, match="write SECTION.FIELD=VALUE"):
+        parse_overrides(["seeds"])
+    with pytest.raises(ValueError, match="seeds=0 must be an integer >= 1"):
+        get_profile("quick", {"seeds": 0})
+    with pytest.raises(ValueError, match="one of \\('mode', 'seeds', 'description'\\)"):
+        get_profile("quick", {"epochs": 3})
