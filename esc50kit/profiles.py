@@ -12,6 +12,7 @@ timings are for a 2-core laptop-class CPU.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -190,6 +191,25 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
         changes[section][name] = value
     return replace(profile, **top, **{section: replace(getattr(profile, section), **changed)
                                       for section, changed in changes.items()})
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Command-line settings ``SECTION.FIELD=VALUE`` (``--set``) as overrides; VALUE is
+    JSON (``0.01``, ``null``, ``true``, ``"bf16"``) or else a bare string (``adam``).
+
+    Raises:
+        ValueError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. training.lr=0.001")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def get_profile(name: str | Profile, overrides: dict[str, Any] | None = None) -> Profile:
