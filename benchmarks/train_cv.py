@@ -61,15 +61,17 @@ from esc50kit.errors import add_debug_flag, entry_point
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from esc50kit.splits import MODES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="dataset root holding meta/esc50.csv and audio/, or a "
                                   "feature pack (python -m esc50kit pack; required unless --from-runs)")
     p.add_argument("--from-runs", nargs="+", default=None, metavar="RUN",
                    help="score these finished run folders and their ensemble; train nothing")
-    p.add_argument("--mode", choices=("cv", "validation", "final", "refit"), default=None,
-                   help="default: the profile's mode (quick: final; cpu-cv, full: cv; "
-                        "cpu-esc50: refit, every fold tested by a model trained on all "
-                        "four others for the recipe's epoch count)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="default: the profile's mode (quick: final-refit, fold 5 tested by a "
+                        "model trained on folds 1-4 for the recipe's epoch count; cpu-cv, "
+                        "full: cv; cpu-esc50: refit, every fold tested that way)")
     p.add_argument("--profile", default="quick", help="tiny, quick, cpu-cv, cpu-esc50 or full")
     p.add_argument("--artifacts", default="artifacts", help="feature cache and run folders")
     p.add_argument("--subset", default="all", choices=("all", "esc10", "esc50"))

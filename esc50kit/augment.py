@@ -157,6 +157,60 @@ def spec_augment(x, *, freq_masks: int = 2, freq_width: int = 16, time_masks: in
     return x.masked_fill(mask[:, None] if x.dim() == 4 else mask, value)  # 4-D: (batch, 1, ...)
 
 
+def _resample_time(x, pos):
+    """``x`` (batch, rows, frames) read at fractional frames ``pos`` (batch, 1, n) by linear
+    interpolation, 0 outside the clip: shape (batch, rows, n)."""
+    import torch
+
+    last = x.shape[-1] - 1
+    lo = pos.floor()
+    frac = (pos - lo).to(x.dtype)
+    out = 0
+    for k, w in ((lo, 1 - frac), (lo + 1, frac)):
+        idx = k.clamp(0, last).long().expand(*x.shape[:-1], -1)
+        out = out + torch.gather(x, -1, idx) * (w * ((k >= 0) & (k <= last)))
+    return out
+
+
+def warp(x, *, max_stretch: float, max_shift: int, generator=None):
+    """Random time stretch and mel-axis shift of each example: the log-mel counterparts of
+    time-stretching and pitch-shifting the waveform, at a tiny cost.
+
+    Each example is stretched in time by a factor ``r`` drawn log-uniformly in
+    ``[1 / (1 + max_stretch), 1 + max_stretch]`` (``r > 1`` slows it; linear
+    interpolation between frames) about a random point, and moved by a whole number of mel
+    bins, up to ``max_shift`` up or down. What comes in from outside the image is 0, the
+    mean of normalised features.
+
+    Args:
+        x: Tensor, shape (batch, n_mels, frames) or (batch, 1, n_mels, frames), float.
+        max_stretch: largest relative change of duration (0.25: factors 0.8 to 1.25).
+        max_shift: largest shift in mel bins (0 turns it off).
+        generator: ``torch.Generator`` for repeatable draws (CPU or the data's device).
+
+    Returns:
+        Tensor, same shape, dtype and device as ``x``.
+    """
+    import torch
+
+    if x.dim() not in (3, 4) or max_stretch < 0 or max_shift < 0:
+        raise ValueError(f"warp expects (batch, n_mels, frames) and max_stretch, max_shift "
+                         f">= 0; got shape {tuple(x.shape)}, {max_stretch}, {max_shift}")
+    img = x if x.dim() == 3 else x[:, 0]
+    batch, n_mels, frames = img.shape
+    u = torch.rand((3, batch, 1), generator=generator, device=_gen_device(generator)).to(x.device)
+    scale = torch.exp((2 * u[0] - 1) * np.log1p(max_stretch))  # input frames per output frame
+    centre = (frames - 1) / 2 + (2 * u[1] - 1) * (scale - 1).abs() * frames / 2
+    t = torch.arange(frames, device=x.device) - (frames - 1) / 2  # (frames,)
+    out = _resample_time(img, (centre + scale * t)[:, None, :])  # (batch, n_mels, frames)
+    shift = ((2 * u[2] - 1) * (max_shift + 0.5)).round().clamp(-max_shift, max_shift).long()
+    src = torch.arange(n_mels, device=x.device) + shift  # (batch, n_mels): bin read by bin m
+    inside = ((src >= 0) & (src < n_mels)).to(x.dtype)[..., None]  # (batch, n_mels, 1)
+    idx = src.clamp(0, n_mels - 1)[..., None].expand(-1, -1, frames)
+    out = torch.gather(out, 1, idx) * inside
+    return out if x.dim() == 3 else out[:, None]
+
+
 def mixup(x, y, *, alpha: float, generator=None):
     """Mixup (Zhang et al., 2018): convex combinations of pairs of examples and targets.
 

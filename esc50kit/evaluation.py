@@ -198,8 +198,8 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def run_protocol(mode: str, n_splits: int) -> str:
     """The protocol name of a run for :func:`comparison_table`: ``cv`` (``cv`` and
-    ``refit``: every fold tested once), ``one split`` or ``validation`` (a validation
-    score chose the epoch: it is not a test figure)."""
+    ``refit``: every fold tested once), ``one split`` (``final``, ``final-refit``) or
+    ``validation`` (a validation score chose the epoch: it is not a test figure)."""
     if mode == "validation":
         return "validation"
     return "cv" if mode in ("cv", "refit") and n_splits > 1 else "one split"

@@ -284,7 +284,7 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         acc["mean"], dataset=dataset, std=acc["std"],
         protocol=evaluation.run_protocol(config["mode"], len(metrics["splits"])))
     how = ("(no validation fold: every other fold trained for the recipe's fixed epoch count, "
-           "the last weights scored)" if config["mode"] == "refit"
+           "the last weights scored)" if config["mode"] in ("refit", "final-refit")
            else "(checkpoints chosen on the validation fold only)")
     if config.get("seeds", 1) > 1:
         how += (f"; each split is scored by the mean probabilities of {config['seeds']} "
@@ -322,8 +322,8 @@ def run_experiment(
         data_dir: dataset root (``meta/esc50.csv``, ``audio/``), or a feature pack
             (``.npz``, :mod:`esc50kit.packs`) of the profile's features.
         artifacts_dir: holds ``features/`` (the cache) and ``runs/``.
-        mode: ``cv``, ``validation``, ``final`` or ``refit`` (:func:`.splits.make_splits`);
-            None: the profile's.
+        mode: ``cv``, ``validation``, ``final``, ``refit`` or ``final-refit``
+            (:func:`.splits.make_splits`); None: the profile's.
         profile: a name in :data:`esc50kit.profiles.PROFILES` or a :class:`Profile`;
             ``overrides`` change its settings, e.g. ``{"training.epochs": 5}``.
         run_name: the folder under ``runs/``; a run of that name and configuration resumes.

@@ -24,7 +24,7 @@ from .data import OFFICIAL_FOLDS
 from .fileio import atomic_write_json
 
 ROLES = ("train", "val", "test")
-MODES = ("cv", "validation", "final", "refit")
+MODES = ("cv", "validation", "final", "refit", "final-refit")
 CROSS_FOLD_POLICIES = ("allow", "exclude")
 
 # The official ESC-50 table itself puts the clips of four source recordings in two folds,
@@ -123,6 +123,19 @@ def refit_splits(folds: tuple[int, ...] = OFFICIAL_FOLDS) -> list[FoldSplit]:
                       test_fold=test) for test in folds]
 
 
+def _final_refit_split(folds: tuple[int, ...], *, test_fold: int | None, val_fold: int | None,
+                       val_offset: int) -> list[FoldSplit]:
+    """``[split]``: ``test_fold`` (default: the last fold) tests, every other fold trains."""
+    if val_fold is not None or val_offset != 1:
+        raise ValueError("mode 'final-refit' has no validation fold: val_fold and val_offset "
+                         "do not apply (its epoch count was fixed on validation folds)")
+    last = folds[-1] if test_fold is None else test_fold
+    if last not in folds:
+        raise ValueError(f"test_fold={last} is not one of the folds {folds}")
+    return [FoldSplit(train_folds=tuple(f for f in folds if f != last), val_fold=None,
+                      test_fold=last)]
+
+
 def make_splits(mode: str, folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_fold: int | None = None,
                 test_fold: int | None = None, val_offset: int = 1) -> list[FoldSplit]:
     """The splits of a training mode.
@@ -130,9 +143,11 @@ def make_splits(mode: str, folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_fold:
     Args:
         mode: ``"cv"`` (every fold tests once, :func:`cv_splits`), ``"validation"`` (train
             on three folds, report on the validation fold, keep the last fold untouched),
-            ``"final"`` (test once on ``test_fold``) or ``"refit"`` (:func:`refit_splits`).
+            ``"final"`` (test once on ``test_fold``), ``"refit"`` (:func:`refit_splits`) or
+            ``"final-refit"`` (the refit split of ``test_fold`` alone: every other fold
+            trains, for an epoch count fixed beforehand on validation folds).
         val_fold: for ``validation``/``final`` (default: the last fold but the test fold).
-        test_fold: for ``final`` (default: the last fold, 5 in ESC-50).
+        test_fold: for ``final``/``final-refit`` (default: the last fold, 5 in ESC-50).
         val_offset: ``cv`` only (see :func:`cv_splits`).
     """
     folds = _sorted_folds(folds)
@@ -143,6 +158,9 @@ def make_splits(mode: str, folds: tuple[int, ...] = OFFICIAL_FOLDS, *, val_fold:
     if mode == "refit":
         raise ValueError("mode 'refit' has no validation fold and tests every fold: "
                          "val_offset, val_fold and test_fold do not apply")
+    if mode == "final-refit":
+        return _final_refit_split(folds, test_fold=test_fold, val_fold=val_fold,
+                                  val_offset=val_offset)
     if val_offset != 1:
         raise ValueError(f"val_offset={val_offset} applies to mode 'cv' only, not {mode!r}; "
                          "choose the validation fold with val_fold")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import mixup, spec_augment
+from .augment import mixup, spec_augment, warp
 from .fileio import WriteError, atomic_path, atomic_write_csv
 from .models import load_checkpoint
 
@@ -60,6 +60,9 @@ class TrainConfig:
         freq_masks, freq_width, time_masks, time_width: SpecAugment masks (count and
             maximum width in bins/frames); 0 masks turn it off.
         crop_frames: random time crop of each training clip (None: whole clips).
+        time_stretch, freq_shift: random time stretch (largest relative change of duration,
+            e.g. 0.25 for factors 0.8 to 1.25) and mel-axis shift (largest, in bins) of each
+            training clip's log-mels before the crop (:func:`esc50kit.augment.warp`); 0: off.
         patience: stop after this many epochs without a better validation score (None: never).
         amp: mixed precision: ``"auto"`` (CUDA: bf16 where supported, else fp16; CPU:
             float32), ``"bf16"`` (CUDA, and CPUs with native bf16 such as AVX512-BF16 or
@@ -91,6 +94,8 @@ class TrainConfig:
     time_masks: int = 2
     time_width: int = 16
     crop_frames: int | None = None
+    time_stretch: float = 0.0
+    freq_shift: int = 0
     patience: int | None = None
     eval_batch_size: int = 128
     amp: str = "auto"
@@ -116,6 +121,9 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError(f"epochs={self.epochs} must be >= 1 and batch_size={self.batch_size}"
                              " >= 2 (batch norm needs two clips per batch)")
+        if self.time_stretch < 0 or self.freq_shift < 0:
+            raise ValueError(f"time_stretch={self.time_stretch} and freq_shift="
+                             f"{self.freq_shift} must be >= 0 (0 turns them off)")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError(f"warmup={self.warmup} and label_smoothing={self.label_smoothing} "
                              "must be in [0, 1)")
@@ -309,11 +317,14 @@ def augment_batch(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-only augmentation of ``x``, shape (batch, n_bins, frames), with integer
-    labels ``y``, shape (batch,): crop, SpecAugment, label smoothing, mixup.
+    labels ``y``, shape (batch,): stretch and shift, crop, SpecAugment, label smoothing, mixup.
 
     Returns:
         (x of shape (batch, 1, n_bins, frames'), soft targets of shape (batch, n_classes)).
     """
+    if config.time_stretch or config.freq_shift:
+        x = warp(x, max_stretch=config.time_stretch, max_shift=config.freq_shift,
+                 generator=generator)
     if config.crop_frames is not None:
         x = random_crop(x, config.crop_frames, generator)
     x = x.unsqueeze(1)  # (batch, 1, n_bins, frames)

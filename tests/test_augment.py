@@ -16,6 +16,7 @@ from esc50kit.augment import (
     spec_augment,
     time_shift,
     time_stretch,
+    warp,
 )
 from esc50kit.data import load_metadata
 from esc50kit.splits import LeakageError, assign_roles, audit, make_splits
@@ -92,6 +93,40 @@ def test_mixup_repeats_with_a_seed_and_keeps_soft_targets():
     assert not torch.equal(a[0], x)
     with pytest.raises(ValueError, match="one_hot"):
         mixup(x, torch.arange(8), alpha=0.4)
+
+
+def test_warp_is_identity_when_off_and_moves_content_by_whole_bins():
+    x = torch.randn(5, 1, 32, 40)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(warp(x, max_stretch=0, max_shift=0, generator=g), x)
+    shifted = warp(x[:, 0], max_shift=3, max_stretch=0, generator=g)  # (batch, n_mels, frames)
+    assert shifted.shape == (5, 32, 40)
+    for clip, out in zip(x[:, 0], shifted):  # each clip moved by one whole shift in -3..3
+        matches = [s for s in range(-3, 4)
+                   if torch.equal(out, torch.roll(clip, -s, 0) * _inside(32, s)[:, None])]
+        assert len(matches) == 1
+
+
+def _inside(n: int, shift: int) -> torch.Tensor:
+    """1 for the bins that read a bin of the image when shifted by ``shift``, else 0."""
+    src = torch.arange(n) + shift
+    return ((src >= 0) & (src < n)).float()
+
+
+def test_warp_stretches_time_within_its_range_and_repeats():
+    x = torch.zeros(64, 1, 8, 101)
+    x[..., 40:61] = 1.0  # a 21-frame sound in the middle
+    g = torch.Generator().manual_seed(1)
+    out = warp(x, max_stretch=0.25, max_shift=0, generator=g)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out, warp(x, max_stretch=0.25, max_shift=0,
+                                 generator=torch.Generator().manual_seed(1)))
+    # stretched by r in [0.8, 1.25], the sound lasts 21 r frames, give or take an edge frame
+    r = out[:, 0, 0].sum(dim=-1) / 21  # (batch,); the sound never leaves the image here
+    assert r.min() >= 0.8 - 1 / 21 and r.max() <= 1.25 + 1 / 21
+    assert r.std() > 0.05  # factors differ from clip to clip
+    with pytest.raises(ValueError, match="max_stretch"):
+        warp(x, max_stretch=-0.1, max_shift=0)
 
 
 # ---------------------------------------------------------------- offline expansion

@@ -71,7 +71,7 @@ def _every_official_split(folds=OFFICIAL_FOLDS):
         if mode == "cv":
             for offset in range(1, len(folds)):
                 yield mode, dict(val_offset=offset)
-        elif mode == "refit":  # no validation fold to choose
+        elif mode in ("refit", "final-refit"):  # no validation fold to choose
             yield mode, {}
         else:
             for val in folds[:-1]:
@@ -137,8 +137,8 @@ def _tables_and_splits(draw):
     if mode == "cv":
         splits = make_splits("cv", val_offset=draw(st.integers(1, 4)))
         split = draw(st.sampled_from(splits))
-    elif mode == "refit":
-        split = draw(st.sampled_from(make_splits("refit")))
+    elif mode in ("refit", "final-refit"):
+        split = draw(st.sampled_from(make_splits(mode)))
     else:
         split = make_splits(mode, val_fold=draw(st.sampled_from([1, 2, 3, 4])))[0]
     return _table(n_classes, counts), split, _names(n_classes)
@@ -288,6 +288,9 @@ def test_fewer_than_three_folds_can_run_no_mode(mode):
     if mode in ("cv", "refit"):
         with pytest.raises(SplitError, match=rf"mode '{mode}' needs at least 3 folds .* got folds \[1, 2\]"):
             checked_splits(two, mode, class_names=_names(3), folds=(1, 2))
+    elif mode == "final-refit":  # asked for: fold 1 trains, fold 2 tests, nothing validates
+        splits, _ = checked_splits(two, mode, class_names=_names(3), folds=(1, 2))
+        assert [(s.train_folds, s.test_fold) for s in splits] == [((1,), 2)]
     else:  # asked for: the split is laid out over them, and has nothing to train on
         with pytest.raises(SplitError, match=r"(test2|notest)-val1: training folds \(none\) hold no clips"):
             checked_splits(two, mode, class_names=_names(3), folds=(1, 2), allow_degenerate=True)

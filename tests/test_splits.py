@@ -72,17 +72,19 @@ def test_val_offset_that_would_validate_on_the_test_fold_is_refused():
 def test_validation_fold_is_never_the_test_fold(mode, folds, data):
     folds = tuple(sorted(folds))
     kwargs = {}
-    if mode not in ("cv", "refit"):
+    if mode in ("final", "validation"):
         test = data.draw(st.sampled_from(folds))
         kwargs = {"test_fold": test,
                   "val_fold": data.draw(st.sampled_from([f for f in folds if f != test]))}
+    elif mode == "final-refit":
+        kwargs = {"test_fold": data.draw(st.sampled_from(folds))}
     for split in make_splits(mode, folds, **kwargs):
         assert split.val_fold != split.test_fold
         assert split.val_fold not in split.train_folds
         assert split.test_fold not in split.train_folds
         if mode == "validation":
             assert split.test_fold is None  # the held-out fold is never looked at
-        if mode == "refit":  # every other fold trains; nothing validates
+        if mode in ("refit", "final-refit"):  # every other fold trains; nothing validates
             assert split.val_fold is None
             assert sorted(split.train_folds + (split.test_fold,)) == list(folds)
 
@@ -97,6 +99,16 @@ def test_refit_tests_every_fold_once_and_takes_no_fold_arguments():
             make_splits("refit", **bad)
     with pytest.raises(ValueError, match="validation or a test fold"):
         FoldSplit(train_folds=(1, 2), val_fold=None, test_fold=None)
+
+
+def test_final_refit_is_the_refit_split_of_one_test_fold():
+    assert make_splits("final-refit") == [make_splits("refit")[-1]]  # test 5, train 1-4
+    assert make_splits("final-refit", test_fold=2) == [make_splits("refit")[1]]
+    for bad in ({"val_fold": 4}, {"val_offset": 2}):
+        with pytest.raises(ValueError, match="'final-refit' has no validation fold"):
+            make_splits("final-refit", **bad)
+    with pytest.raises(ValueError, match="test_fold=6"):
+        make_splits("final-refit", test_fold=6)
 
 
 def test_validation_fold_equal_to_test_fold_is_refused():

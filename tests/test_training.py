@@ -298,6 +298,8 @@ def test_validation_fold_is_never_the_test_fold(mode, folds, data):
     for kwargs in ({}, {"val_fold": val, "test_fold": test}):
         if mode in ("cv", "refit") and kwargs:  # they lay out every fold
             continue
+        if mode == "final-refit" and kwargs:  # no validation fold to name
+            kwargs = {"test_fold": test}
         for split in make_splits(mode, folds, **kwargs):
             assert split.val_fold != split.test_fold
             assert split.val_fold not in split.train_folds
@@ -384,6 +386,21 @@ def test_refit_trains_on_every_other_fold_and_scores_the_last_weights(synthetic_
     assert "Split audit: PASSED" in (result.run_dir / "audit.txt").read_text()
     again = run_experiment(synthetic_root, **kw)  # finished: read back, nothing retrained
     assert again.metrics["accuracy"] == m["accuracy"]
+
+
+def test_final_refit_trains_one_split_on_every_other_fold_with_stretch_and_shift(
+        synthetic_root, tmp_path):
+    over = {"training.epochs": 2, "training.time_stretch": 0.25, "training.freq_shift": 2}
+    result = run_experiment(synthetic_root, artifacts_dir=tmp_path, mode="final-refit",
+                            profile="tiny", run_name="fr", overrides=over, progress=False)
+    (s,) = result.metrics["splits"]
+    assert (s["name"], s["train_folds"], s["val_fold"], s["test_fold"]) == (
+        "test5-noval", [1, 2, 3, 4], None, 5)
+    assert s["n_train"] == 40 and s["n_test"] == 10 and s["best_epoch"] == 2
+    assert result.config["training"]["time_stretch"] == 0.25
+    assert "no validation fold" in (result.run_dir / "summary.md").read_text()
+    with pytest.raises(ValueError, match="time_stretch=-0.1"):
+        TrainConfig(time_stretch=-0.1)
 
 
 def test_a_seed_ensemble_trains_each_member_like_a_single_run_and_averages_them(
