@@ -3,7 +3,7 @@
 * waveform transforms (numpy, one clip of shape (samples,), explicit ``rng``):
   :func:`add_noise`, :func:`time_stretch`, :func:`pitch_shift`, :func:`gain`, :func:`time_shift`;
 * batch transforms on feature tensors during training (torch, CPU or CUDA):
-  :func:`spec_augment`, :func:`mixup`;
+  :func:`spec_augment`, :func:`warp`, :func:`mixup`, :func:`between_class`;
 * :func:`expand_offline`, which writes augmented copies of clips to disk. Apply it to the
   TRAINING rows of a split only: a copy of a validation or test clip in training is the
   same recording on both sides. Each copy names its original in ``origin``, so
@@ -239,6 +239,15 @@ def mixup(x, y, *, alpha: float, generator=None):
         raise ValueError(f"alpha={alpha} must be >= 0 (0 turns mixup off)")
     if alpha == 0:
         return x.clone(), y.clone()
+    x_mixed, y_mixed, _, _ = _mix_draw(x, y, alpha=alpha, generator=generator)
+    return x_mixed, y_mixed
+
+
+def _mix_draw(x, y, *, alpha: float, generator=None):
+    """Mixup's draws and its mixed batch: (x mixed linearly, y mixed, ``lam`` of shape
+    (batch,), ``perm`` of shape (batch,): example ``i`` is mixed with ``perm[i]``)."""
+    import torch
+
     batch = x.shape[0]
     dev = _gen_device(generator)
     perm = torch.randperm(batch, generator=generator, device=dev).to(x.device)
@@ -248,7 +257,46 @@ def mixup(x, y, *, alpha: float, generator=None):
                           dtype=x.dtype, device=x.device)  # (batch,)
     lam_x = lam.reshape(batch, *([1] * (x.dim() - 1)))  # (batch, 1, ..., 1)
     lam_y = lam.to(y.dtype).reshape(batch, 1)  # (batch, 1)
-    return lam_x * x + (1 - lam_x) * x[perm], lam_y * y + (1 - lam_y) * y[perm]
+    return lam_x * x + (1 - lam_x) * x[perm], lam_y * y + (1 - lam_y) * y[perm], lam, perm
+
+
+def between_class(x, y, *, alpha: float, mean, std, generator=None):
+    """Between-class mixing (Tokozume et al., 2018) of normalised log-mels: the two sounds
+    are mixed as waveforms would be, in power, at a ratio that allows for their loudness.
+
+    Each example ``i`` is mixed with example ``perm[i]``: targets at ``r ~ Beta(alpha,
+    alpha)`` as in :func:`mixup`, the sounds with waveform weights ``p`` and ``1 - p``,
+    ``p = 1 / (1 + 10 ** ((G1 - G2) / 20) * (1 - r) / r)`` where ``G`` is each clip's
+    loudest frame in dB, so that a quiet sound is not drowned by a loud one at equal ``r``.
+    The mixed power ``p**2 P1 + (1 - p)**2 P2`` is divided by ``p**2 + (1 - p)**2``.
+
+    Args:
+        x: Tensor, shape (batch, ...,  n_mels, frames): features normalised per mel bin.
+        y: Tensor, shape (batch, n_classes): one-hot or soft targets.
+        alpha: Beta concentration of ``r``, > 0 (1: uniform, as in the paper).
+        mean, std: shape (n_mels,), the normaliser's statistics (dB), which undo the
+            normalisation (``x * std + mean`` is in dB) and redo it after mixing.
+        generator: ``torch.Generator`` for repeatable mixing (CPU or the data's device).
+
+    Returns:
+        (x_mixed, y_mixed): Tensors of the shapes, dtypes and device of ``x`` and ``y``.
+    """
+    import torch
+
+    if alpha <= 0:
+        raise ValueError(f"alpha={alpha} must be > 0 for between-class mixing")
+    _, y_mixed, lam, perm = _mix_draw(x, y, alpha=alpha, generator=generator)
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)[:, None]  # (n_mels, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)[:, None]
+    power = 10 ** ((x.float() * std + mean) / 10)  # (batch, ..., n_mels, frames), mel power
+    loudest = 10 * torch.log10(power.sum(-2).amax(-1).flatten(1).amax(1) + 1e-12)  # (batch,)
+    r = lam.float().clamp(1e-3, 1 - 1e-3)
+    p = 1 / (1 + 10 ** ((loudest - loudest[perm]) / 20) * (1 - r) / r)  # (batch,)
+    p = p.reshape(-1, *([1] * (x.dim() - 1)))
+    mixed = (p**2 * power + (1 - p) ** 2 * power[perm]) / (p**2 + (1 - p) ** 2)
+    floor = power.amin()  # the features' own floor: silence stays silence
+    out = (10 * torch.log10(mixed.clamp_min(floor)) - mean) / std
+    return out.to(x.dtype), y_mixed
 
 
 RandomTransform = Callable[..., tuple[np.ndarray, str]]

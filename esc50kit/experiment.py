@@ -126,7 +126,7 @@ def train_and_score(
     model = build_model(model_config)
     result = fit(model, norm.transform(X_train), y[train], norm.transform(X[val]), y[val],
                  config=train_config, out_dir=out_dir, seed=seed, progress=progress, desc=desc,
-                 checkpoint_meta=checkpoint_meta)
+                 checkpoint_meta=checkpoint_meta, levels=(norm.mean, norm.std))
     # `model` now holds the checkpoint chosen on `val`; `scored` is scored here, once,
     # and never fed back into any choice.
     score = functools.partial(predict_proba, model, batch_size=train_config.eval_batch_size,

@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import mixup, spec_augment, warp
+from .augment import between_class, mixup, spec_augment, warp
 from .fileio import WriteError, atomic_path, atomic_write_csv
 from .models import load_checkpoint
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("onecycle", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+MIXES = ("linear", "power")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 LAST, BEST, HISTORY = "checkpoint_last.pt", "checkpoint_best.pt", "history.csv"
 # what checkpoint_last.pt holds beside meta and generator states: states, then the record
@@ -57,6 +58,9 @@ class TrainConfig:
         warmup: fraction of all steps spent warming up.
         label_smoothing: mass spread evenly over the classes of each training target.
         mixup_alpha: Beta(alpha, alpha) of mixup; 0 turns mixup off.
+        mix: ``"linear"`` (mixup: the normalised log-mels mixed linearly) or ``"power"``
+            (:func:`esc50kit.augment.between_class`: the sounds mixed in power, allowing
+            for their loudness; :func:`fit` then needs the normaliser's ``levels``).
         freq_masks, freq_width, time_masks, time_width: SpecAugment masks (count and
             maximum width in bins/frames); 0 masks turn it off.
         crop_frames: random time crop of each training clip (None: whole clips).
@@ -89,6 +93,7 @@ class TrainConfig:
     warmup: float = 0.2
     label_smoothing: float = 0.1
     mixup_alpha: float = 0.2
+    mix: str = "linear"
     freq_masks: int = 2
     freq_width: int = 8
     time_masks: int = 2
@@ -115,7 +120,7 @@ class TrainConfig:
         if self.variants < 0:
             raise ValueError(f"variants={self.variants} must be >= 0 (0 turns them off)")
         for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
-                              ("amp", AMP_MODES)):
+                              ("amp", AMP_MODES), ("mix", MIXES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {choices}")
         if self.epochs < 1 or self.batch_size < 2:
@@ -314,10 +319,11 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 def augment_batch(
     x: torch.Tensor, y: torch.Tensor, *, n_classes: int, config: TrainConfig,
-    generator: torch.Generator,
+    generator: torch.Generator, levels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-only augmentation of ``x``, shape (batch, n_bins, frames), with integer
     labels ``y``, shape (batch,): stretch and shift, crop, SpecAugment, label smoothing, mixup.
+    ``levels``: the normaliser's (mean, std), each of shape (n_bins,), for ``mix="power"``.
 
     Returns:
         (x of shape (batch, 1, n_bins, frames'), soft targets of shape (batch, n_classes)).
@@ -334,7 +340,13 @@ def augment_batch(
                          generator=generator)
     smooth = config.label_smoothing  # one-hot targets, smoothed: (batch, n_classes)
     target = F.one_hot(y, n_classes).float() * (1 - smooth) + smooth / n_classes
-    if config.mixup_alpha > 0:
+    if config.mixup_alpha > 0 and config.mix == "power":
+        if levels is None:
+            raise ValueError('mix="power" mixes in dB: pass the normaliser\'s levels '
+                             "(mean, std) to fit (levels=(norm.mean, norm.std))")
+        x, target = between_class(x, target, alpha=config.mixup_alpha, mean=levels[0],
+                                  std=levels[1], generator=generator)
+    elif config.mixup_alpha > 0:
         x, target = mixup(x, target, alpha=config.mixup_alpha, generator=generator)
     return x, target
 
@@ -453,6 +465,7 @@ class _Training:
     scaler: torch.amp.GradScaler
     ema: nn.Module | None
     rngs: dict[str, torch.Generator]
+    levels: tuple[np.ndarray, np.ndarray] | None = None  # the normaliser's (mean, std)
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(
         default_factory=lambda: {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf})
@@ -528,7 +541,7 @@ def _train_step(run: _Training, X: torch.Tensor, y: torch.Tensor,
     else:
         x = X[pos]
     xb, target = augment_batch(x, y[pos], n_classes=run.n_classes, config=run.config,
-                               generator=run.rngs["augment"])
+                               generator=run.rngs["augment"], levels=run.levels)
     logits = _forward(run.model, xb, run.device, run.dtype)
     loss = soft_cross_entropy(logits, target)
     run.optimizer.zero_grad(set_to_none=True)
@@ -651,6 +664,7 @@ def fit(
     config: TrainConfig, out_dir: str | Path | None = None, seed: int = 0,
     progress: bool = True, desc: str = "train", resume: bool = True,
     stop_after_epoch: int | None = None, checkpoint_meta: dict[str, Any] | None = None,
+    levels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FitResult:
     """Train ``model`` on the training rows, choosing the checkpoint on the validation rows.
 
@@ -672,6 +686,8 @@ def fit(
             split a long run); a later call with ``resume=True`` goes on from there.
         checkpoint_meta: extra entries stored in every checkpoint (the experiment
             stores the feature configuration, so a predictor can check it).
+        levels: the normaliser's per-bin (mean, std) in dB, shape (n_bins,) each; needed
+            by ``config.mix="power"``, which mixes the sounds before normalising again.
 
     Returns:
         FitResult. ``model`` holds the best weights (chosen on the validation fold; the
@@ -687,6 +703,7 @@ def fit(
     total_steps = config.epochs * len(_batches(len(data[0]), config.batch_size, torch.Generator()))
     run = _start(model, config, seed=seed,
                  schedule=lambda opt: make_scheduler(opt, config, total_steps))
+    run.levels = levels
     # The whole training set lives on the device: batches are indexed, never copied from host.
     data[0], data[1] = data[0].to(run.device), data[1].to(run.device)
     out = Path(out_dir) if out_dir is not None else None

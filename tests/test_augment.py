@@ -9,6 +9,7 @@ import torch
 
 from esc50kit.augment import (
     add_noise,
+    between_class,
     expand_offline,
     gain,
     mixup,
@@ -93,6 +94,58 @@ def test_mixup_repeats_with_a_seed_and_keeps_soft_targets():
     assert not torch.equal(a[0], x)
     with pytest.raises(ValueError, match="one_hot"):
         mixup(x, torch.arange(8), alpha=0.4)
+
+
+def _normalised(db: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """dB log-mels (batch, 1, n_mels, frames) normalised per mel bin."""
+    return ((db - torch.tensor(mean)[:, None]) / torch.tensor(std)[:, None]).float()
+
+
+def _decibels(x: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    return x * torch.tensor(std).float()[:, None] + torch.tensor(mean).float()[:, None]
+
+
+def test_between_class_mixes_power_as_waveforms_add():
+    mean, std = np.linspace(-70, -30, 6), np.linspace(8, 12, 6)
+    db = torch.empty(16, 1, 6, 10).uniform_(-90, -10, generator=torch.Generator().manual_seed(0))
+    y = torch.eye(16)  # one class per clip: a target's non-zero entries name the partner
+    x = _normalised(db, mean, std)
+    a = between_class(x, y, alpha=1.0, mean=mean, std=std,
+                      generator=torch.Generator().manual_seed(3))
+    b = between_class(x, y, alpha=1.0, mean=mean, std=std,
+                      generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and a[0].shape == x.shape and a[0].dtype == x.dtype
+    torch.testing.assert_close(a[1].sum(dim=1), torch.ones(16))
+    out = _decibels(a[0], mean, std)
+    for i in range(16):  # a mix of powers lies between its two sounds, bin by bin
+        pair = db[a[1][i] > 0]  # (1 or 2, 1, n_mels, frames)
+        assert (out[i] >= pair.amin(0) - 1e-3).all() and (out[i] <= pair.amax(0) + 1e-3).all()
+    same = x[:1].repeat(8, 1, 1, 1)  # one sound repeated mixes into itself at any ratio
+    mixed, _ = between_class(same, y[:8], alpha=1.0, mean=mean, std=std)
+    torch.testing.assert_close(mixed, same, atol=1e-4, rtol=0)
+
+
+def test_between_class_gives_a_quiet_sound_its_share():
+    """At equal loudness the sounds mix at the target ratio r; a sound 40 dB quieter is
+    raised by the loudness correction, so that r of the target is r of what is heard."""
+    mean, std = np.zeros(4), np.ones(4)
+    loud = torch.full((1, 1, 4, 6), -20.0)
+    quiet = torch.full((1, 1, 4, 6), -60.0)
+    x = torch.cat([loud, quiet])  # (2, 1, 4, 6) in dB (mean 0, std 1: normalised = dB)
+    y = torch.eye(2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        out, target = between_class(x, y, alpha=1.0, mean=mean, std=std, generator=g)
+        if target[0, 0] < 1:  # the loud clip was mixed with the quiet one
+            break
+    r = float(target[0, 0])
+    p = 1 / (1 + 10 ** (40 / 20) * (1 - r) / r)
+    power = (p**2 * 1e-2 + (1 - p) ** 2 * 1e-6) / (p**2 + (1 - p) ** 2)
+    torch.testing.assert_close(out[0], torch.full((1, 4, 6), 10 * np.log10(power)).float())
+    # the quiet sound's weight (1 - p) far exceeds its target share (1 - r)
+    assert 1 - p > 1 - r
+    with pytest.raises(ValueError, match="alpha"):
+        between_class(x, y, alpha=0, mean=mean, std=std)
 
 
 def test_warp_is_identity_when_off_and_moves_content_by_whole_bins():

@@ -565,3 +565,15 @@ def test_profile_settings_from_the_command_line_and_their_refusals():
         get_profile("quick", {"seeds": 0})
     with pytest.raises(ValueError, match="one of \\('mode', 'seeds', 'description'\\)"):
         get_profile("quick", {"epochs": 3})
+
+
+def test_power_mixing_needs_the_normaliser_levels_and_trains_with_them():
+    X, y = _toy()
+    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu", mixup_alpha=1.0, mix="power")
+    with pytest.raises(ValueError, match="levels"):
+        fit(_model(), X, y, X[:8], y[:8], config=cfg, progress=False)
+    levels = (np.full(16, -50.0), np.full(16, 10.0))  # the toy's values read as dB
+    result = fit(_model(), X, y, X[:8], y[:8], config=cfg, progress=False, levels=levels)
+    assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()
+    with pytest.raises(ValueError, match="mix="):
+        TrainConfig(mix="log")
