@@ -289,7 +289,7 @@ def between_class(x, y, *, alpha: float, mean, std, generator=None):
     mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)[:, None]  # (n_mels, 1)
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device)[:, None]
     power = 10 ** ((x.float() * std + mean) / 10)  # (batch, ..., n_mels, frames), mel power
-    loudest = 10 * torch.log10(power.sum(-2).amax(-1).flatten(1).amax(1) + 1e-12)  # (batch,)
+    loudest = 10 * torch.log10(power.sum(-2).flatten(1).amax(1) + 1e-12)  # (batch,), loudest frame
     r = lam.float().clamp(1e-3, 1 - 1e-3)
     p = 1 / (1 + 10 ** ((loudest - loudest[perm]) / 20) * (1 - r) / r)  # (batch,)
     p = p.reshape(-1, *([1] * (x.dim() - 1)))

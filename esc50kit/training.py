@@ -737,6 +737,7 @@ class LRFinderResult:
 def lr_find(
     model: nn.Module, X: Array, y: Array, *, config: TrainConfig, start_lr: float = 1e-6,
     end_lr: float = 1.0, num_steps: int = 60, seed: int = 0, diverge: float = 4.0,
+    levels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LRFinderResult:
     """The learning-rate range test: raise the rate exponentially, step by step.
 
@@ -744,6 +745,7 @@ def lr_find(
     clipping as ``config`` says; no EMA) run on TRAINING rows only, with the learning
     rate growing from ``start_lr`` to ``end_lr``; the test stops early when the loss
     exceeds ``diverge`` times its best. The model's weights are restored afterwards.
+    ``levels``: the normaliser's (mean, std), for ``config.mix="power"`` (as in :func:`fit`).
 
     Returns:
         LRFinderResult: the curve and a suggested peak learning rate.
@@ -755,6 +757,7 @@ def lr_find(
     saved = copy.deepcopy(model.state_dict())
     run = _start(model, replace(config, lr=start_lr, ema=None), seed=seed,
                  schedule=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: gamma**s))
+    run.levels = levels
     X, y = X.to(run.device), y.to(run.device)
     model.train()
     rows, avg, best_loss, batches = [], 0.0, math.inf, []

@@ -120,6 +120,9 @@ def test_between_class_mixes_power_as_waveforms_add():
     for i in range(16):  # a mix of powers lies between its two sounds, bin by bin
         pair = db[a[1][i] > 0]  # (1 or 2, 1, n_mels, frames)
         assert (out[i] >= pair.amin(0) - 1e-3).all() and (out[i] <= pair.amax(0) + 1e-3).all()
+    c = between_class(x[:, 0], y, alpha=1.0, mean=mean, std=std,  # (batch, mels, frames) too
+                      generator=torch.Generator().manual_seed(3))
+    assert torch.equal(c[0], a[0][:, 0]) and torch.equal(c[1], a[1])
     same = x[:1].repeat(8, 1, 1, 1)  # one sound repeated mixes into itself at any ratio
     mixed, _ = between_class(same, y[:8], alpha=1.0, mean=mean, std=std)
     torch.testing.assert_close(mixed, same, atol=1e-4, rtol=0)
