@@ -79,6 +79,8 @@ class TrainConfig:
         variant_transforms: what makes them, names from :data:`esc50kit.augment.RANDOM_TRANSFORMS`.
         tta: score validation and test clips by the mean probabilities of the clip and its
             variants (test-time augmentation; needs ``variants``).
+        distill: weight of a teacher's class probabilities in each training target
+            (knowledge distillation: :func:`fit` takes them as ``teacher``); 0: off.
         ema: decay per step of an exponential moving average of the weights (e.g. 0.99), or
             None. With it the AVERAGED weights are validated, chosen and saved: they move
             less from epoch to epoch than the raw ones.
@@ -110,6 +112,7 @@ class TrainConfig:
     variant_transforms: tuple[str, ...] = ("pitch_shift", "time_stretch", "gain")
     ema: float | None = None
     tta: bool = False
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tta and not self.variants:
@@ -129,6 +132,8 @@ class TrainConfig:
         if self.time_stretch < 0 or self.freq_shift < 0:
             raise ValueError(f"time_stretch={self.time_stretch} and freq_shift="
                              f"{self.freq_shift} must be >= 0 (0 turns them off)")
+        if not 0 <= self.distill <= 1:
+            raise ValueError(f"distill={self.distill} must be a weight in [0, 1] (0: off)")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError(f"warmup={self.warmup} and label_smoothing={self.label_smoothing} "
                              "must be in [0, 1)")
@@ -320,10 +325,13 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 def augment_batch(
     x: torch.Tensor, y: torch.Tensor, *, n_classes: int, config: TrainConfig,
     generator: torch.Generator, levels: tuple[np.ndarray, np.ndarray] | None = None,
+    teacher: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-only augmentation of ``x``, shape (batch, n_bins, frames), with integer
     labels ``y``, shape (batch,): stretch and shift, crop, SpecAugment, label smoothing, mixup.
-    ``levels``: the normaliser's (mean, std), each of shape (n_bins,), for ``mix="power"``.
+    ``levels``: the normaliser's (mean, std), each of shape (n_bins,), for ``mix="power"``;
+    ``teacher``: shape (batch, n_classes), a teacher's probabilities, blended into the targets
+    with weight ``config.distill`` before mixing.
 
     Returns:
         (x of shape (batch, 1, n_bins, frames'), soft targets of shape (batch, n_classes)).
@@ -340,6 +348,8 @@ def augment_batch(
                          generator=generator)
     smooth = config.label_smoothing  # one-hot targets, smoothed: (batch, n_classes)
     target = F.one_hot(y, n_classes).float() * (1 - smooth) + smooth / n_classes
+    if teacher is not None:
+        target = (1 - config.distill) * target + config.distill * teacher.float()
     if config.mixup_alpha > 0 and config.mix == "power":
         if levels is None:
             raise ValueError('mix="power" mixes in dB: pass the normaliser\'s levels '
@@ -466,6 +476,7 @@ class _Training:
     ema: nn.Module | None
     rngs: dict[str, torch.Generator]
     levels: tuple[np.ndarray, np.ndarray] | None = None  # the normaliser's (mean, std)
+    teacher: torch.Tensor | None = None  # (N, n_classes): distillation targets, on the device
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(
         default_factory=lambda: {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf})
@@ -541,7 +552,8 @@ def _train_step(run: _Training, X: torch.Tensor, y: torch.Tensor,
     else:
         x = X[pos]
     xb, target = augment_batch(x, y[pos], n_classes=run.n_classes, config=run.config,
-                               generator=run.rngs["augment"], levels=run.levels)
+                               generator=run.rngs["augment"], levels=run.levels,
+                               teacher=None if run.teacher is None else run.teacher[pos])
     logits = _forward(run.model, xb, run.device, run.dtype)
     loss = soft_cross_entropy(logits, target)
     run.optimizer.zero_grad(set_to_none=True)
@@ -664,7 +676,7 @@ def fit(
     config: TrainConfig, out_dir: str | Path | None = None, seed: int = 0,
     progress: bool = True, desc: str = "train", resume: bool = True,
     stop_after_epoch: int | None = None, checkpoint_meta: dict[str, Any] | None = None,
-    levels: tuple[np.ndarray, np.ndarray] | None = None,
+    levels: tuple[np.ndarray, np.ndarray] | None = None, teacher: Array | None = None,
 ) -> FitResult:
     """Train ``model`` on the training rows, choosing the checkpoint on the validation rows.
 
@@ -688,6 +700,9 @@ def fit(
             stores the feature configuration, so a predictor can check it).
         levels: the normaliser's per-bin (mean, std) in dB, shape (n_bins,) each; needed
             by ``config.mix="power"``, which mixes the sounds before normalising again.
+        teacher: shape (N, n_classes), a teacher's class probabilities of every training
+            clip (e.g. an ensemble's): with ``config.distill > 0`` each target becomes
+            ``(1 - distill) * label + distill * teacher`` (knowledge distillation).
 
     Returns:
         FitResult. ``model`` holds the best weights (chosen on the validation fold; the
@@ -704,6 +719,7 @@ def fit(
     run = _start(model, config, seed=seed,
                  schedule=lambda opt: make_scheduler(opt, config, total_steps))
     run.levels = levels
+    run.teacher = _checked_teacher(teacher, config, len(data[0]), run)
     # The whole training set lives on the device: batches are indexed, never copied from host.
     data[0], data[1] = data[0].to(run.device), data[1].to(run.device)
     out = Path(out_dir) if out_dir is not None else None
@@ -719,6 +735,22 @@ def fit(
     _train_epochs(run, data, out=out, meta=meta, stop_after=stop_after_epoch,
                   progress=progress, desc=desc)
     return _result(run, out)
+
+
+def _checked_teacher(teacher: Array | None, config: TrainConfig, n: int,
+                     run: _Training) -> torch.Tensor | None:
+    """The teacher's probabilities as a (n, n_classes) tensor on the device, or None."""
+    if (teacher is None) != (config.distill == 0):
+        raise ValueError(f"distill={config.distill} and teacher "
+                         f"{'None' if teacher is None else 'given'}: give a teacher's "
+                         "probabilities exactly when distill > 0")
+    if teacher is None:
+        return None
+    t = torch.as_tensor(np.asarray(teacher), dtype=torch.float32)
+    if t.shape != (n, run.n_classes) or not torch.allclose(t.sum(1), torch.ones(n), atol=1e-3):
+        raise ValueError(f"teacher has shape {tuple(t.shape)}; need ({n}, {run.n_classes}): "
+                         "one row of class probabilities (summing to 1) per training clip")
+    return t.to(run.device)
 
 
 @dataclass

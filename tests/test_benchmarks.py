@@ -100,6 +100,32 @@ def test_score_last_scores_the_last_weights_of_validation_runs_and_their_ensembl
     assert "--keep-last-checkpoints" in err
 
 
+def test_distill_trains_a_student_of_the_teachers_and_scores_it_beside_them(
+        synthetic_root, tmp_path, capsys):
+    train_cv, distill = _script("train_cv"), _script("distill")
+    args = ["--data", str(synthetic_root), "--profile", "tiny", "--epochs", "2", "--threads", "1",
+            "--artifacts", str(tmp_path), "--mode", "validation", "--seeds", "2",
+            "--run-name", "teach", "--no-progress", "--keep-last-checkpoints"]
+    assert train_cv.main(args) == 0
+    capsys.readouterr()
+    runs = [str(tmp_path / "runs" / f"teach-seed{k}") for k in (0, 1)]
+    assert _script("score_last").main([*runs, "--artifacts", str(tmp_path)]) == 0
+    ensemble = capsys.readouterr().out.strip().splitlines()[-1].rsplit(" ", 1)[1]
+    assert distill.main([*runs, "--artifacts", str(tmp_path), "--name", "stud", "--weight",
+                         "0.7", "--temperature", "2", "--no-progress"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[0]
+    assert line.startswith("notest-val4: teachers ") and f"their ensemble {ensemble};" in line
+    assert "student (weight 0.7, temperature 2.0, seed 100) " in line
+    assert (tmp_path / "runs" / "stud" / "notest-val4" / "checkpoint_last.pt").is_file()
+    # teachers of two recipes are refused, naming why
+    other = [*args[:-4], "--run-name", "other", "--set", "training.lr=0.01",
+             "--keep-last-checkpoints", "--seeds", "1"]
+    assert train_cv.main(other) == 0
+    assert distill.main([runs[0], str(tmp_path / "runs" / "other"), "--artifacts",
+                         str(tmp_path), "--name", "x"]) == 2
+    assert "differ in their splits or training recipe" in capsys.readouterr().err
+
+
 def test_train_loop_benchmark_prints_both_loops_and_their_ratio(capsys):
     bench = _script("bench_train_loop")
     assert bench.main(["--profile", "tiny", "--clips", "32", "--epochs", "1", "--threads", "1"]) == 0

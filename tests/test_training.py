@@ -577,3 +577,24 @@ def test_power_mixing_needs_the_normaliser_levels_and_trains_with_them():
     assert result.epochs_run == 2 and np.isfinite(result.history["train_loss"]).all()
     with pytest.raises(ValueError, match="mix="):
         TrainConfig(mix="log")
+
+
+def test_distilling_from_the_labels_themselves_is_training_on_the_labels():
+    """distill=1 with a teacher that gives each clip its own label (no smoothing) trains
+    bit for bit like plain training: the teacher enters only through the targets."""
+    X, y = _toy()
+    plain_cfg = TrainConfig(epochs=2, batch_size=8, device="cpu", mixup_alpha=0.4,
+                            label_smoothing=0.0, freq_masks=1, freq_width=3)
+    plain, taught = _model(), _model()
+    fit(plain, X, y, X[:8], y[:8], config=plain_cfg, seed=2, progress=False)
+    cfg = TrainConfig(**{**plain_cfg.to_dict(), "distill": 1.0})
+    fit(taught, X, y, X[:8], y[:8], config=cfg, seed=2, progress=False,
+        teacher=np.eye(4, dtype=np.float32)[y])
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, taught.state_dict()[k]), k
+    with pytest.raises(ValueError, match="exactly when distill > 0"):
+        fit(_model(), X, y, X[:8], y[:8], config=cfg, progress=False)
+    with pytest.raises(ValueError, match=r"need \(24, 4\)"):
+        fit(_model(), X, y, X[:8], y[:8], config=cfg, progress=False, teacher=np.eye(4)[y[:5]])
+    with pytest.raises(ValueError, match="distill=1.5"):
+        TrainConfig(distill=1.5)
