@@ -88,8 +88,10 @@ PROFILES: dict[str, Profile] = {
                      "(about 1.5x longer in float32): one split, final-refit mode (folds 1-4 "
                      "train for a fixed 100 epochs, fold 5 tests once with the last weights); "
                      "the cpu-esc50 model and input (a quarter-width ResNet18 with EMA of the "
-                     "weights on (128, 216) log-mels), one seed, plus random time stretch and "
-                     "mel shift. Chosen on ESC-50's validation fold 4 (benchmarks/README.md)."),
+                     "weights on (128, 216) log-mels) with its random time stretch and mel "
+                     "shift, one seed, plain mixup (cpu-esc50 mixes in power: its single "
+                     "model did not gain from that on validation). Chosen on ESC-50's "
+                     "validation fold 4 (benchmarks/README.md)."),
         mode="final-refit",
         features=_FINE_FEATURES,
         model=_CPU_MODEL,
