@@ -239,13 +239,14 @@ def mixup(x, y, *, alpha: float, generator=None):
         raise ValueError(f"alpha={alpha} must be >= 0 (0 turns mixup off)")
     if alpha == 0:
         return x.clone(), y.clone()
-    x_mixed, y_mixed, _, _ = _mix_draw(x, y, alpha=alpha, generator=generator)
-    return x_mixed, y_mixed
+    lam, perm = _mix_draw(x, alpha=alpha, generator=generator)
+    lam_x = lam.reshape(-1, *([1] * (x.dim() - 1)))  # (batch, 1, ..., 1)
+    return lam_x * x + (1 - lam_x) * x[perm], _mix_targets(y, lam, perm)
 
 
-def _mix_draw(x, y, *, alpha: float, generator=None):
-    """Mixup's draws and its mixed batch: (x mixed linearly, y mixed, ``lam`` of shape
-    (batch,), ``perm`` of shape (batch,): example ``i`` is mixed with ``perm[i]``)."""
+def _mix_draw(x, *, alpha: float, generator=None):
+    """Mixup's draws for the batch ``x``: (``lam``, shape (batch,), in x's dtype; ``perm``,
+    shape (batch,): example ``i`` is mixed with ``perm[i]``)."""
     import torch
 
     batch = x.shape[0]
@@ -255,9 +256,13 @@ def _mix_draw(x, y, *, alpha: float, generator=None):
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
     lam = torch.as_tensor(np.random.default_rng(seed).beta(alpha, alpha, size=batch),
                           dtype=x.dtype, device=x.device)  # (batch,)
-    lam_x = lam.reshape(batch, *([1] * (x.dim() - 1)))  # (batch, 1, ..., 1)
-    lam_y = lam.to(y.dtype).reshape(batch, 1)  # (batch, 1)
-    return lam_x * x + (1 - lam_x) * x[perm], lam_y * y + (1 - lam_y) * y[perm], lam, perm
+    return lam, perm
+
+
+def _mix_targets(y, lam, perm):
+    """Targets ``y`` (batch, n_classes) mixed with weights ``lam`` (batch,) and partners ``perm``."""
+    lam_y = lam.to(y.dtype)[:, None]  # (batch, 1)
+    return lam_y * y + (1 - lam_y) * y[perm]
 
 
 def between_class(x, y, *, alpha: float, mean, std, generator=None):
@@ -285,7 +290,7 @@ def between_class(x, y, *, alpha: float, mean, std, generator=None):
 
     if alpha <= 0:
         raise ValueError(f"alpha={alpha} must be > 0 for between-class mixing")
-    _, y_mixed, lam, perm = _mix_draw(x, y, alpha=alpha, generator=generator)
+    lam, perm = _mix_draw(x, alpha=alpha, generator=generator)
     mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)[:, None]  # (n_mels, 1)
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device)[:, None]
     power = 10 ** ((x.float() * std + mean) / 10)  # (batch, ..., n_mels, frames), mel power
@@ -296,7 +301,7 @@ def between_class(x, y, *, alpha: float, mean, std, generator=None):
     mixed = (p**2 * power + (1 - p) ** 2 * power[perm]) / (p**2 + (1 - p) ** 2)
     floor = power.amin()  # the features' own floor: silence stays silence
     out = (10 * torch.log10(mixed.clamp_min(floor)) - mean) / std
-    return out.to(x.dtype), y_mixed
+    return out.to(x.dtype), _mix_targets(y, lam, perm)
 
 
 RandomTransform = Callable[..., tuple[np.ndarray, str]]
