@@ -177,10 +177,12 @@ def average_predictions(tables: Sequence[pd.DataFrame], *,
 
 
 def member_table(split_metrics: Sequence[dict], *, role: str = "test") -> pd.DataFrame:
-    """Each model's own ``role`` accuracy in a seed-ensemble run (``metrics["splits"]``):
-    one row per split, one column per seed, then ``ensemble`` (the split's score) and a
-    last row ``mean`` over the splits. Empty when the splits trained one model each."""
-    rows = {m["name"]: {**{f"seed {x['seed']}": x[f"{role}_accuracy"] for x in m["members"]},
+    """Each model's own ``role`` accuracy in a run whose splits train several
+    (``metrics["splits"]``): one row per split, one column per seed (``seed 0``, ...) and
+    any ``student``, then ``ensemble`` (the split's score) and a last row ``mean`` over
+    the splits. Empty when the splits trained one model each."""
+    label = lambda x: "student" if x.get("student") else f"seed {x['seed']}"  # noqa: E731
+    rows = {m["name"]: {**{label(x): x[f"{role}_accuracy"] for x in m["members"]},
                         "ensemble": m[f"{role}_accuracy"]}
             for m in split_metrics if m.get("members")}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")

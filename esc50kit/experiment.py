@@ -31,7 +31,7 @@ from .profiles import Profile, get_profile
 from .run_folder import NORMALIZER, RUNS_DIRNAME, RunFolder, RunResult, utc_stamp  # noqa: F401
 from .splits import FoldSplit, assign_roles, audit, checked_splits, content_hashes, feature_hashes
 from .tracking import tracked
-from .training import FitResult, TrainConfig, fit, predict_proba
+from .training import FitResult, TrainConfig, choose_device, fit, predict_proba
 from .variants import VariantSpec
 
 FEATURES_DIRNAME = "features"
@@ -99,7 +99,7 @@ def train_and_score(
     X: np.ndarray, y: np.ndarray, *, train: np.ndarray, val: np.ndarray, scored: np.ndarray,
     model_config: ModelConfig, train_config: TrainConfig, seed: int, progress: bool, desc: str,
     variants: np.ndarray | None = None, out_dir: Path | None = None,
-    checkpoint_meta: dict[str, Any] | None = None,
+    checkpoint_meta: dict[str, Any] | None = None, teacher: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FitResult]:
     """Normalise (statistics of the ``train`` rows only), build, fit with the checkpoint
     chosen on ``val``, then score the ``scored`` rows once.
@@ -110,6 +110,8 @@ def train_and_score(
             training row trains on its own, a scored row averages over them (``tta``).
         out_dir: the split folder (normaliser, checkpoints, history); None writes nothing.
         checkpoint_meta: stored in every checkpoint (a run stores its features).
+        teacher: shape (len(train), n_classes), class probabilities of the ``train`` rows
+            that make up ``train_config.distill`` of their targets (distillation), or None.
 
     Returns:
         tuple: (probabilities, shape (len(scored), n_classes); the :class:`FitResult`).
@@ -126,7 +128,7 @@ def train_and_score(
     model = build_model(model_config)
     result = fit(model, norm.transform(X_train), y[train], norm.transform(X[val]), y[val],
                  config=train_config, out_dir=out_dir, seed=seed, progress=progress, desc=desc,
-                 checkpoint_meta=checkpoint_meta, levels=(norm.mean, norm.std))
+                 checkpoint_meta=checkpoint_meta, levels=(norm.mean, norm.std), teacher=teacher)
     # `model` now holds the checkpoint chosen on `val`; `scored` is scored here, once,
     # and never fed back into any choice.
     score = functools.partial(predict_proba, model, batch_size=train_config.eval_batch_size,
@@ -163,19 +165,24 @@ def _role_scores(pred: pd.DataFrame, role: str) -> dict[str, float | None]:
 
 
 def _train_member(name: str, seed: int, inputs: _Inputs, run: RunFolder, rows: tuple,
-                  warnings: Sequence[str], *, member: bool) -> tuple[dict[str, Any], pd.DataFrame]:
+                  warnings: Sequence[str], *, member: bool, teacher: np.ndarray | None = None,
+                  ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train one model of a split into ``<run>/<name>`` and score its validation and test
     ``rows`` (train, val, test indices). A ``member`` of an ensemble writes its metrics and
-    predictions there, and one written before is read back."""
+    predictions there, and one written before is read back. A ``teacher`` (probabilities of
+    the training rows) makes the model the split's student (``Profile.student``)."""
     if member and run.split_done(name):
         return run.read_split(name)
     df, (train, val, test) = inputs.df, rows
     scored = np.concatenate([val, test])
+    config = inputs.profile.training
+    if teacher is not None:
+        config = replace(config, distill=inputs.profile.student)
     probs, result = train_and_score(
         inputs.X, df["label"].to_numpy(), train=train, val=val, scored=scored,
-        model_config=inputs.model_config, train_config=inputs.profile.training, seed=seed,
+        model_config=inputs.model_config, train_config=config, seed=seed,
         progress=inputs.progress, desc=name, variants=inputs.V, out_dir=run.path / name,
-        checkpoint_meta={"features": inputs.profile.features.to_dict()})
+        checkpoint_meta={"features": inputs.profile.features.to_dict()}, teacher=teacher)
     pred = evaluation.predictions_frame(df.iloc[scored], probs, inputs.names,
                                         role=["val"] * len(val) + ["test"] * len(test))
     metrics = {
@@ -185,7 +192,7 @@ def _train_member(name: str, seed: int, inputs: _Inputs, run: RunFolder, rows: t
         "resumed_from": result.resumed_from, **_role_scores(pred, "val"),
         **_role_scores(pred, "test"), "train_seconds": result.train_seconds,
         "samples_per_s": result.samples_per_s, "device": result.device,
-        "warnings": list(warnings),
+        "warnings": list(warnings), "student": teacher is not None,
     }
     if member:
         run.write_split(name, metrics, pred)
@@ -196,14 +203,21 @@ def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
                    warnings: Sequence[str] = ()) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train one split, score and write its validation and test folds (metrics, predictions).
     Without a validation fold (``refit``) the last weights are scored; ``val_*`` is None.
-    With several seeds (``Profile.seeds``) each member is written in its own folder
-    (:meth:`RunFolder.member_names`) and the split is scored by their mean probabilities;
-    ``best_epoch`` is then the first member's and ``members`` lists each one's figures."""
+    With several seeds (``Profile.seeds``) or a student (``Profile.student``) each member is
+    written in its own folder (:meth:`RunFolder.member_names`) and the split is scored by
+    their mean probabilities; ``best_epoch`` is then the first member's and ``members``
+    lists each one's figures. The student trains last, on the seeds' mean probabilities of
+    the training rows."""
     roles = assign_roles(inputs.df, split, cross_fold=inputs.cross_fold)
     rows = tuple(np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
     names = run.member_names(split.name)
+    seeds = names[:inputs.profile.seeds]
     members = [_train_member(name, inputs.seed + k, inputs, run, rows, warnings,
-                             member=len(names) > 1) for k, name in enumerate(names)]
+                             member=len(names) > 1) for k, name in enumerate(seeds)]
+    if inputs.profile.student > 0:
+        teacher = _teacher_probs(run, seeds, inputs.X[rows[0]], inputs.profile.training)
+        members.append(_train_member(names[-1], inputs.seed + len(seeds), inputs, run, rows,
+                                     warnings, member=True, teacher=teacher))
     metrics, pred = members[0]
     if len(members) > 1:
         pred = evaluation.average_predictions([p for _, p in members])
@@ -212,15 +226,27 @@ def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
                    "train_seconds": train_s,
                    "samples_per_s": sum(m["samples_per_s"] * m["train_seconds"]
                                         for m, _ in members) / train_s if train_s > 0 else None,
-                   "members": [{k: m[k] for k in _MEMBER_KEYS} for m, _ in members]}
+                   "members": [{k: m.get(k) for k in _MEMBER_KEYS} for m, _ in members]}
     metrics = {**_split_dict(split), **metrics}
     run.write_split(split.name, metrics, pred)
     return metrics, pred
 
 
+def _teacher_probs(run: RunFolder, names: Sequence[str], X_train: np.ndarray,
+                   config: TrainConfig) -> np.ndarray:
+    """The mean class probabilities, shape (len(X_train), n_classes), that the models saved
+    in ``names`` (the split's seeds, each with its own normaliser) give the training clips
+    ``X_train`` (n, n_bins, frames): the teacher of the split's student."""
+    device = str(choose_device(config.device))
+    probs = [predict_proba(m.model, m.normalizer.transform(X_train),
+                           batch_size=config.eval_batch_size, amp=config.amp)
+             for m in (run.load_model(name, device=device) for name in names)]
+    return np.mean(probs, axis=0)
+
+
 # what the split's metrics.json lists of each member of a seed ensemble
-_MEMBER_KEYS = ("seed", "best_epoch", "val_accuracy", "test_accuracy", "test_macro_f1",
-                "train_seconds")
+_MEMBER_KEYS = ("seed", "student", "best_epoch", "val_accuracy", "test_accuracy",
+                "test_macro_f1", "train_seconds")
 
 
 def _run_metrics(split_metrics: list[dict], pred: pd.DataFrame, *, role: str,
@@ -260,11 +286,12 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _members_column(split_metrics: dict, role: str) -> dict[str, str]:
-    """Each seed's own score of a seed-ensemble split, for the summary table ({} if one seed)."""
+    """Each model's own score of a split of several (seeds, then any student), for the
+    summary table ({} if one model)."""
     members = split_metrics.get("members")
     if not members:
         return {}
-    return {f"{role} acc of each seed": ", ".join(
+    return {f"{role} acc of each model": ", ".join(
         "-" if m[f"{role}_accuracy"] is None else f"{m[f'{role}_accuracy']:.3f}"
         for m in members)}
 
@@ -286,9 +313,12 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
     how = ("(no validation fold: every other fold trained for the recipe's fixed epoch count, "
            "the last weights scored)" if config["mode"] in ("refit", "final-refit")
            else "(checkpoints chosen on the validation fold only)")
-    if config.get("seeds", 1) > 1:
-        how += (f"; each split is scored by the mean probabilities of {config['seeds']} "
-                f"models (seeds {config['seed']}-{config['seed'] + config['seeds'] - 1})")
+    seeds, student = config.get("seeds", 1), config.get("student", 0)
+    if seeds > 1 or student:
+        how += (f"; each split is scored by the mean probabilities of {seeds + bool(student)} "
+                f"models (seeds {config['seed']}-{config['seed'] + seeds - 1}"
+                + (f", then a student of theirs, distillation weight {student}" if student
+                   else "") + ")")
     t = metrics["times"]
     return "\n".join([
         f"# Run `{config['run_name']}`", "",
@@ -453,7 +483,7 @@ def _run_config(inputs: _Inputs, run_name: str, *, data_dir: str | Path, subset:
         "class_names": inputs.names, "mode": mode,
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": inputs.model_config.to_dict(), "training": prof.training.to_dict(),
-        "seed": inputs.seed, "seeds": prof.seeds, "folds": sorted(int(f) for f in df["fold"].unique()),
+        "seed": inputs.seed, "seeds": prof.seeds, "student": prof.student, "folds": sorted(int(f) for f in df["fold"].unique()),
         "val_offset": val_offset, "splits": [_split_dict(s) for s in splits],
         "cross_fold": inputs.cross_fold, "versions": run_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

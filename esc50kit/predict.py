@@ -91,8 +91,9 @@ class Classifier:
             split: use this split's model (e.g. ``"test3-val4"``, or the test fold ``"3"``).
             ensemble: average every split's model. Default: True for a ``cv`` run
                 without ``split``, else False (the first split).
-            members: of a run whose splits train several seeds, average every member
-                (their ensemble). Default: the first seed's model, one network.
+            members: of a run whose splits train several models (seeds, a student),
+                average every member (their ensemble). Default: one network, the student
+                where the profile trains one, else the first seed's model.
 
         Raises:
             RunFolderError: the folder, a checkpoint or its statistics are missing or
@@ -194,8 +195,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", action="store_true",
                         help="average every split's model (default for cv runs)")
     parser.add_argument("--members", action="store_true",
-                        help="average every seed of a seed-ensemble run (default: its first "
-                             "seed's model)")
+                        help="average every model of a split that trains several (seeds and "
+                             "any student; default: its student, else its first seed's model)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
 

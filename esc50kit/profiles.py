@@ -25,14 +25,19 @@ from .training import TrainConfig
 @dataclass(frozen=True)
 class Profile:
     """A complete recipe: what it is for and roughly how long it runs (``description``), the
-    default mode (one of :data:`esc50kit.splits.MODES`), the three configurations, and
-    ``seeds``: how many models (seeds ``seed``, ``seed + 1``, ...) each split trains; with
-    more than one, a split is scored by their ensemble (mean class probabilities)."""
+    default mode (one of :data:`esc50kit.splits.MODES`), the three configurations,
+    ``seeds``: how many models (seeds ``seed``, ``seed + 1``, ...) each split trains, and
+    ``student``: the weight of their mean class probabilities in the training targets of
+    one more model per split, trained after them on the same rows (knowledge distillation,
+    ``TrainConfig.distill``), or 0 for none. With more than one model a split is scored by
+    their ensemble (mean class probabilities); with a student, ``predict`` uses the student
+    alone by default: one network that learnt from the ensemble."""
 
     name: str
     description: str
     mode: str
     seeds: int = 1
+    student: float = 0.0
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -43,16 +48,19 @@ class Profile:
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"profile {self.name!r}: seeds={self.seeds!r} must be an integer "
                              ">= 1 (the models trained per split)")
+        if not 0 <= self.student <= 1:
+            raise ValueError(f"profile {self.name!r}: student={self.student!r} must be a weight "
+                             "in [0, 1] (0: no student)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "mode": self.mode,
-                "seeds": self.seeds,
+                "seeds": self.seeds, "student": self.student,
                 **{section: getattr(self, section).to_dict() for section in _SECTIONS}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Profile":
         return cls(name=d["name"], description=d.get("description", ""), mode=d["mode"],
-                   seeds=d.get("seeds", 1),
+                   seeds=d.get("seeds", 1), student=d.get("student", 0.0),
                    **{name: kind.from_dict(d[name]) for name, kind in _SECTIONS.items()})
 
 
@@ -111,17 +119,20 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description=("The CPU cross-validation recipe for ESC-50, about an hour for all five "
-                     "folds on a 2-core CPU with native bf16 (about 1.5x longer in float32): "
-                     "refit mode, so each test fold's models train on all four other folds "
-                     "for a fixed 100 epochs and their last weights are scored; two seeds per "
-                     "fold, scored by their mean probabilities; a quarter-width ResNet18 with "
+        description=("The CPU cross-validation recipe for ESC-50, about 85 minutes for all "
+                     "five folds on a 2-core CPU with native bf16 (about 1.5x longer in "
+                     "float32): refit mode, so each test fold's models train on all four other "
+                     "folds for a fixed 100 epochs and their last weights are scored; two seeds "
+                     "per fold, then a student whose targets are half the label, half the two "
+                     "seeds' mean probabilities; the fold is scored by the mean probabilities "
+                     "of all three, and predict uses the student; a quarter-width ResNet18 with "
                      "EMA of the weights on (128, 216) log-mels, random 4 s crops, time "
                      "stretch and mel shift, between-class mixing (the sounds mixed in "
                      "power, alpha 1.0), bf16 autocast. Chosen on ESC-50's validation fold 4 "
                      "(benchmarks/README.md)."),
         mode="refit",
         seeds=2,
+        student=0.5,
         features=_FINE_FEATURES,
         model=_CPU_MODEL,
         training=replace(_CPU_TRAINING, epochs=100, ema=0.98, crop_frames=172, mixup_alpha=1.0,
@@ -151,7 +162,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 _SECTIONS = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig}
-_TOP_LEVEL = ("mode", "seeds", "description")
+_TOP_LEVEL = ("mode", "seeds", "student", "description")
 
 
 def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +182,7 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
     Args:
         overrides: ``{"section.field": value}`` (sections ``features``, ``model``,
             ``training``) or nested ``{"section": {"field": value}}``; top-level
-            ``mode``, ``seeds`` and ``description`` are accepted too.
+            ``mode``, ``seeds``, ``student`` and ``description`` are accepted too.
 
     Raises:
         ValueError: an unknown section or field, naming the known ones.

@@ -25,6 +25,8 @@ and the benchmarks read it. Keep the layout stable::
                                 above, in its own folder; the split's predictions.csv
                                 and metrics.json are then the ensemble's (mean
                                 probabilities), and metrics.json lists the ``members``
+            student/            with ``student`` > 0: the model distilled from the seeds,
+                                last; it joins the ensemble and is what ``predict`` loads
 
 The same ``run_name`` resumes: finished splits are read back, an interrupted one continues
 from its ``checkpoint_last.pt``. No torch is imported until a model is loaded.
@@ -48,9 +50,9 @@ PREDICTIONS, NORMALIZER = "predictions.csv", "normalizer.json"
 # config.json keys that must agree for a run folder to be resumed
 # (the dataset by content, not by path: a moved copy of the same data resumes)
 _RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed",
-                "seeds", "splits", "cross_fold")
+                "seeds", "student", "splits", "cross_fold")
 # what a run folder written before a key existed behaved as
-_RESUME_DEFAULTS = {"cross_fold": "allow", "seeds": 1}
+_RESUME_DEFAULTS = {"cross_fold": "allow", "seeds": 1, "student": 0.0}
 
 
 def utc_stamp() -> str:
@@ -251,11 +253,20 @@ class RunFolder:
     # --- split level ---------------------------------------------------------------------
 
     def member_names(self, split: str) -> list[str]:
-        """The folders (relative to the run) of a split's models: the split itself for one
-        seed, else ``<split>/seed<k>`` for each member of its seed ensemble."""
+        """The folders (relative to the run) of a split's models, in training order: the
+        split itself for one model, else ``<split>/seed<k>`` for each seed, then
+        ``<split>/student`` where the profile distils them into a student."""
         config = self.config()
-        seeds, first = config.get("seeds", 1), config["seed"]
-        return [split] if seeds == 1 else [f"{split}/seed{first + k}" for k in range(seeds)]
+        first = config["seed"]
+        names = [f"{split}/seed{first + k}" for k in range(config.get("seeds", 1))]
+        names += [f"{split}/student"] if config.get("student", 0) > 0 else []
+        return names if len(names) > 1 else [split]
+
+    def deployed_member(self, split: str) -> str:
+        """The folder of the one model that stands for a split by default (``predict``,
+        the upload widget): the student where there is one, else the first seed's."""
+        names = self.member_names(split)
+        return names[-1] if self.config().get("student", 0) > 0 else names[0]
 
     def split_done(self, split: str) -> bool:
         return (self.path / split / METRICS).is_file()
@@ -299,11 +310,12 @@ class RunFolder:
         return names if ensemble or (ensemble is None and config.get("mode") == "cv") else names[:1]
 
     def load_model(self, split: str | None = None, *, device: str = "cpu",
-                   checkpoint: str | None = None, member: int = 0) -> TrainedModel:
+                   checkpoint: str | None = None, member: int | None = None) -> TrainedModel:
         """The model of one split (default: the first) from its ``checkpoint`` (file name,
-        default ``checkpoint_best.pt``), ready to classify clips: of a seed ensemble, its
-        ``member``-th model (the first seed's by default); ``split`` may also name a member
-        folder (``test5-noval/seed1``).
+        default ``checkpoint_best.pt``), ready to classify clips: of a split of several
+        models, its ``member``-th (:meth:`member_names`; default :meth:`deployed_member`,
+        the student or else the first seed's); ``split`` may also name a member folder
+        (``test5-noval/seed1``).
 
         Raises:
             RunFolderError: the folder, the checkpoint or the statistics are missing, or
@@ -315,7 +327,8 @@ class RunFolder:
         config = self.config()
         split = split or config["splits"][0]["name"]
         if "/" not in split:
-            split = self.member_names(split)[member]
+            split = (self.deployed_member(split) if member is None
+                     else self.member_names(split)[member])
         d = self.path / split
         ckpt_path, norm_path = d / (checkpoint or BEST), d / NORMALIZER
         for p in (ckpt_path, norm_path):

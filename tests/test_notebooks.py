@@ -78,7 +78,7 @@ def test_unknown_parameter_is_refused(synthetic_root, tmp_path):
 @pytest.fixture(scope="module")
 def chain(synthetic_root, tmp_path_factory):
     """The whole chain, headless, on the synthetic tree with the seconds-long profile,
-    two seeds per split (a seed ensemble, as the cpu-esc50 recipe trains)."""
+    two seeds and a student per split (as the cpu-esc50 recipe trains)."""
     base = tmp_path_factory.mktemp("chain")
     # laid out like a checkout (notebooks/, artifacts/, reports/) and run from its top,
     # as `make reports` does, so the reports' relative paths can be checked
@@ -89,7 +89,7 @@ def chain(synthetic_root, tmp_path_factory):
         result = run_chain(
             data_dir=synthetic_root, profile="tiny", out_dir="reports", artifacts_dir="artifacts",
             notebook_dir="notebooks",
-            parameters={"demo_epochs": 2, "mode": "final", "overrides": {"seeds": 2}},
+            parameters={"demo_epochs": 2, "mode": "final", "overrides": {"seeds": 2, "student": 0.5}},
         )
     finally:
         os.chdir(here)
@@ -108,11 +108,16 @@ def test_chain_writes_four_clean_reports(chain):
     assert 0.0 <= summary["accuracy"] <= 1.0
     assert summary["profile"] == "tiny"
     assert "accuracy" in (base / "reports" / "summary.md").read_text()
-    for nb_path in result.notebooks[2:]:  # 03 and 04 show each seed beside the ensemble
+    for nb_path in result.notebooks[2:]:  # 03 and 04 show each model beside the ensemble
         nb = nbformat.read(str(nb_path), as_version=4)
         shown = [o["data"]["text/html"] for c in nb.cells for o in c.get("outputs", [])
                  if "text/html" in o.get("data", {})]
-        assert any("seed 0" in h and "seed 1" in h and "ensemble" in h for h in shown), nb_path.name
+        assert any("seed 0" in h and "seed 1" in h and "student" in h and "ensemble" in h
+                   for h in shown), nb_path.name
+    text = [o["data"]["text/markdown"] for c in nbformat.read(
+        str(result.notebooks[3]), as_version=4).cells for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})]
+    assert any("The student model alone" in t for t in text)  # 04 names the model predict uses
 
 
 @pytest.mark.slow

@@ -437,7 +437,7 @@ def test_a_seed_ensemble_trains_each_member_like_a_single_run_and_averages_them(
     table = evaluation.member_table(ens.metrics["splits"])
     assert list(table.columns) == ["seed 3", "seed 4", "ensemble"]
     assert table.loc[split, "seed 4"] == m["members"][1]["test_accuracy"]
-    assert "test acc of each seed" in (ens.run_dir / "summary.md").read_text()
+    assert "test acc of each model" in (ens.run_dir / "summary.md").read_text()
     assert evaluation.member_table(single.metrics["splits"]).empty
     # one network by default (predict, the upload widget); every member on request
     assert len(Classifier.from_run(ens.run_dir).models) == 1
@@ -453,6 +453,73 @@ def test_a_seed_ensemble_trains_each_member_like_a_single_run_and_averages_them(
     with pytest.raises(ValueError, match="another configuration"):
         run_experiment(synthetic_root, **dict(ens_kw, overrides={"training.epochs": 2,
                                                                  "seeds": 3}))
+
+
+def test_a_student_learns_from_its_seeds_joins_their_ensemble_and_is_the_deployed_model(
+        synthetic_root, tmp_path):
+    from dataclasses import replace
+
+    from esc50kit import evaluation
+    from esc50kit.cache import load_or_compute
+    from esc50kit.data import load_metadata
+    from esc50kit.experiment import train_and_score
+    from esc50kit.features import FeatureConfig
+    from esc50kit.predict import Classifier
+    from esc50kit.profiles import Profile, get_profile
+    from esc50kit.splits import FoldSplit, assign_roles
+    from esc50kit.training import predict_proba
+
+    kw = dict(artifacts_dir=tmp_path, mode="final", profile="tiny", progress=False, seed=3,
+              run_name="taught", overrides={"training.epochs": 2, "seeds": 2, "student": 0.5})
+    run = run_experiment(synthetic_root, **kw)
+    split = run.config["splits"][0]["name"]
+    folder = RunFolder(run.run_dir)
+    names = folder.member_names(split)
+    assert names == [f"{split}/seed3", f"{split}/seed4", f"{split}/student"]
+    assert folder.deployed_member(split) == f"{split}/student"
+    # the student is exactly a model of seed 5 whose targets are half label, half the
+    # seeds' mean probabilities of the same training clips
+    df = load_metadata(synthetic_root)
+    X = load_or_compute(df, FeatureConfig.from_dict(run.config["features"]), progress=False,
+                        cache_dir=tmp_path / "features").X
+    s = run.config["splits"][0]
+    roles = assign_roles(df, FoldSplit(tuple(s["train_folds"]), s["val_fold"], s["test_fold"]))
+    train, val, test = (np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
+    seeds = [folder.load_model(n) for n in names[:2]]
+    teacher = np.mean([predict_proba(m.model, m.normalizer.transform(X[train])) for m in seeds],
+                      axis=0)
+    prof = get_profile("tiny", {"training.epochs": 2})
+    probs, _ = train_and_score(X, df["label"].to_numpy(), train=train, val=val,
+                               scored=np.concatenate([val, test]),
+                               model_config=ModelConfig.from_dict(run.config["model"]),
+                               train_config=replace(prof.training, distill=0.5), seed=5,
+                               progress=False, desc="by hand", teacher=teacher)
+    cols = [f"prob_{c}" for c in run.class_names]
+    student = pd.read_csv(run.run_dir / names[2] / "predictions.csv")
+    np.testing.assert_allclose(student[cols], probs, atol=1e-5)
+    # the split is scored by the mean of all three; the table names the student
+    member_pred = [pd.read_csv(run.run_dir / n / "predictions.csv")[cols] for n in names]
+    ensemble = pd.read_csv(run.run_dir / split / "predictions.csv")
+    np.testing.assert_allclose(ensemble[cols], sum(member_pred) / 3, atol=1e-6)
+    m = run.metrics["splits"][0]
+    assert [(x["seed"], x["student"]) for x in m["members"]] == [(3, False), (4, False), (5, True)]
+    assert list(evaluation.member_table(run.metrics["splits"]).columns) == [
+        "seed 3", "seed 4", "student", "ensemble"]
+    assert "then a student of theirs" in (run.run_dir / "summary.md").read_text()
+    # predict and the upload widget use the student alone by default
+    clf = Classifier.from_run(run.run_dir)
+    own = folder.load_model(names[2]).model.state_dict()
+    assert len(clf.models) == 1 and all(torch.equal(v, own[k])
+                                        for k, v in clf.models[0].state_dict().items())
+    # interrupted during the student: the seeds are read back and the student retrained
+    (run.run_dir / split / "metrics.json").unlink()
+    (run.run_dir / names[2] / "metrics.json").unlink()
+    again = run_experiment(synthetic_root, **kw).metrics["splits"][0]
+    assert again["members"][:2] == m["members"][:2]  # read back, to the second
+    assert again["members"][2]["test_accuracy"] == m["members"][2]["test_accuracy"]
+    assert again["test_accuracy"] == m["test_accuracy"]
+    with pytest.raises(ValueError, match="student=1.5 must be a weight"):
+        Profile(name="x", description="", mode="cv", student=1.5)
 
 
 def test_without_validation_rows_patience_is_refused_and_the_last_epoch_kept():
@@ -563,7 +630,7 @@ def test_profile_settings_from_the_command_line_and_their_refusals():
         parse_overrides(["seeds"])
     with pytest.raises(ValueError, match="seeds=0 must be an integer >= 1"):
         get_profile("quick", {"seeds": 0})
-    with pytest.raises(ValueError, match="one of \\('mode', 'seeds', 'description'\\)"):
+    with pytest.raises(ValueError, match="one of \\('mode', 'seeds', 'student', 'description'\\)"):
         get_profile("quick", {"epochs": 3})
 
 
