@@ -172,7 +172,8 @@ def _train_member(name: str, seed: int, inputs: _Inputs, run: RunFolder, rows: t
     predictions there, and one written before is read back. A ``teacher`` (probabilities of
     the training rows) makes the model the split's student (``Profile.student``)."""
     if member and run.split_done(name):
-        return run.read_split(name)
+        metrics, pred = run.read_split(name)
+        return {"student": False, **metrics}, pred  # written before students existed
     df, (train, val, test) = inputs.df, rows
     scored = np.concatenate([val, test])
     config = inputs.profile.training
