@@ -194,8 +194,9 @@ def report(results, *, wall: float | None, threads: int | None, folds=None) -> i
             chosen = (f"val {s['val_accuracy']:.3f}, best epoch {s['best_epoch']}/{s['epochs_run']}"
                       if s["val_accuracy"] is not None else  # refit: a fixed epoch count
                       f"no validation fold, last epoch {s['best_epoch']}/{s['epochs_run']}")
-            seeds = "".join(f"; seeds {x['seed']}: {x[f'{role}_accuracy']:.3f}"
-                            for x in s.get("members", []))  # each model of a seed ensemble
+            seeds = "".join(f"; {'student' if x.get('student') else 'seed'} {x['seed']}: "
+                            f"{x[f'{role}_accuracy']:.3f}"
+                            for x in s.get("members", []))  # each model of the split
             print(f"  {s['name']}: {role} accuracy {score:.3f} ({chosen}, "
                   f"{s['samples_per_s']:.1f} clips/s{seeds})")
         acc = m["accuracy"]

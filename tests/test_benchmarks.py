@@ -57,16 +57,17 @@ def test_train_cv_refit_seed_ensemble_prints_no_validation_score(synthetic_root,
     assert "--val-offsets applies to cv mode only; this run's mode is 'refit'" in capsys.readouterr().err
 
 
-def test_train_cv_runs_a_profile_seed_ensemble_in_one_run_folder(synthetic_root, tmp_path, capsys):
+def test_train_cv_runs_a_profile_seed_ensemble_and_student_in_one_run_folder(synthetic_root, tmp_path, capsys):
     train_cv = _script("train_cv")
     assert train_cv.main(["--data", str(synthetic_root), "--profile", "tiny", "--epochs", "1",
                           "--threads", "1", "--artifacts", str(tmp_path), "--mode", "refit",
-                          "--set", "seeds=2", "--run-name", "two", "--no-progress"]) == 0
+                          "--set", "seeds=2", "--set", "student=0.5", "--run-name", "two",
+                          "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert out.count("run folder: ") == 1  # one run, two models per split
-    assert out.count("; seeds 0: ") == out.count("; seeds 1: ") == 5
+    assert out.count("run folder: ") == 1  # one run, three models per split
+    assert out.count("; seed 0: ") == out.count("; seed 1: ") == out.count("; student 2: ") == 5
     assert sorted(p.name for p in (tmp_path / "runs" / "two" / "test1-noval").iterdir()
-                  if p.is_dir()) == ["seed0", "seed1"]
+                  if p.is_dir()) == ["seed0", "seed1", "student"]
 
 
 def test_score_last_scores_the_last_weights_of_validation_runs_and_their_ensemble(
