@@ -119,7 +119,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description=("The CPU cross-validation recipe for ESC-50, about 85 minutes for all "
+        description=("The CPU cross-validation recipe for ESC-50, about 87 minutes for all "
                      "five folds on a 2-core CPU with native bf16 (about 1.5x longer in "
                      "float32): refit mode, so each test fold's models train on all four other "
                      "folds for a fixed 100 epochs and their last weights are scored; two seeds "
