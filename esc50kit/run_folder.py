@@ -266,7 +266,7 @@ class RunFolder:
         """The folder of the one model that stands for a split by default (``predict``,
         the upload widget): the student where there is one, else the first seed's."""
         names = self.member_names(split)
-        return names[-1] if self.config().get("student", 0) > 0 else names[0]
+        return names[-1] if names[-1].endswith("/student") else names[0]
 
     def split_done(self, split: str) -> bool:
         return (self.path / split / METRICS).is_file()
