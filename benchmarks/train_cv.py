@@ -60,6 +60,11 @@ import time
 from esc50kit.errors import add_debug_flag, entry_point
 
 
+def _workers(value: str) -> int | str:
+    """``--workers``: "auto" or a whole number (argparse names this function in its error)."""
+    return value if value == "auto" else int(value)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from esc50kit.splits import MODES
 
@@ -91,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=JSON",
                    help="any override, e.g. --set training.lr=0.001 --set features.n_mels=96")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--workers", default="auto", type=_workers,
+                   help="models trained at a time, each in its own process with its share of "
+                        "the threads (default auto: 2 on a CPU of 2 or more threads where the "
+                        "run has models that can train side by side)")
     p.add_argument("--keep-last-checkpoints", action="store_true",
                    help="keep each finished split's checkpoint_last.pt (optimizer state)")
     p.add_argument("--cross-fold", choices=("allow", "exclude"), default="allow",
@@ -159,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress, subset=args.subset,
             val_offset=offset, folds=args.folds,
             keep_last_checkpoints=args.keep_last_checkpoints, cross_fold=args.cross_fold,
-            allow_degenerate=args.allow_degenerate, track=track))
+            allow_degenerate=args.allow_degenerate, track=track,
+            workers=args.workers))
     return report(results, wall=time.perf_counter() - t0, threads=torch.get_num_threads(),
                   folds=args.folds)
 

@@ -209,8 +209,7 @@ def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
     their mean probabilities; ``best_epoch`` is then the first member's and ``members``
     lists each one's figures. The student trains last, on the seeds' mean probabilities of
     the training rows."""
-    roles = assign_roles(inputs.df, split, cross_fold=inputs.cross_fold)
-    rows = tuple(np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
+    rows = _split_rows(split, inputs)
     names = run.member_names(split.name)
     seeds = names[:inputs.profile.seeds]
     members = [_train_member(name, inputs.seed + k, inputs, run, rows, warnings,
@@ -231,6 +230,12 @@ def _run_one_split(split: FoldSplit, inputs: _Inputs, run: RunFolder,
     metrics = {**_split_dict(split), **metrics}
     run.write_split(split.name, metrics, pred)
     return metrics, pred
+
+
+def _split_rows(split: FoldSplit, inputs: _Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The row indices of the split's training, validation and test clips."""
+    roles = assign_roles(inputs.df, split, cross_fold=inputs.cross_fold)
+    return tuple(np.flatnonzero((roles == r).to_numpy()) for r in ("train", "val", "test"))
 
 
 def _teacher_probs(run: RunFolder, names: Sequence[str], X_train: np.ndarray,
@@ -345,7 +350,7 @@ def run_experiment(
     run_name: str | None = None, progress: bool = True, subset: str = "all", val_offset: int = 1,
     folds: Sequence[int] | None = None, keep_last_checkpoints: bool = False,
     cross_fold: str = "allow", allow_degenerate: bool = False, track: bool = False,
-    on_split: Callable[[int, dict[str, Any]], None] | None = None,
+    on_split: Callable[[int, dict[str, Any]], None] | None = None, workers: int | str = "auto",
 ) -> RunResult:
     """Run a mode end to end and write its run folder (layout, resume: :mod:`.run_folder`).
 
@@ -370,12 +375,18 @@ def run_experiment(
             on untracked with a ``TrackingOffWarning``.
         on_split: ``on_split(index, split_metrics)`` after each split, in order, trained or
             read back; an exception it raises stops the run there (the search's pruner).
+        workers: how many models train at a time, each in its own process with its share
+            of the cores (:mod:`esc50kit.parallel`); a split's student starts once its
+            seeds are done. ``"auto"``: 2 on a CPU of 2 or more threads when the run has
+            models that can train side by side and no ``on_split``, else 1 (in turn, in
+            this process).
 
     Raises:
         SplitError: a split's score would mean nothing, or a mode's fold holds no clips
             (never replaced by another fold); nothing is written.
         LeakageError: a split leaks (never expected with the official folds).
-        ValueError: ``run_name`` exists with another configuration.
+        ValueError: ``run_name`` exists with another configuration, or ``workers`` above 1
+            with ``on_split`` (which must see each split before the next one trains).
     """
     t_start = time.perf_counter()
     prof = get_profile(profile, overrides)
@@ -391,22 +402,57 @@ def run_experiment(
                                        mode=mode, val_offset=val_offset, splits=splits))
     inputs.X, inputs.V, features_s = _features(inputs, cache_dir=cache_dir)
     run.write_start(config, audit_text)  # after the features: an unreadable clip leaves no folder
+    workers = _workers(workers, run, splits, inputs, on_split=on_split)
+    if workers > 1:
+        from .parallel import train_all
+
+        train_all(run, splits, inputs, split_warnings, workers=workers,
+                  threads=max(1, _torch_threads() // workers),
+                  keep_last_checkpoints=keep_last_checkpoints)
     with tracked(enabled=track, config=config, artifacts_dir=Path(artifacts_dir)) as tracker:
         all_metrics, all_pred = _run_splits(run, splits, inputs, split_warnings, tracker=tracker,
                                             keep_last_checkpoints=keep_last_checkpoints,
                                             on_split=on_split)
         _finish(run, config, inputs, all_metrics, all_pred, tracker=tracker,
-                features_s=features_s, t_start=t_start,
+                features_s=features_s, t_start=t_start, workers=workers,
                 scored_role="test" if splits[0].test_fold is not None else "val")
     return run.load()
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _workers(workers: int | str, run: RunFolder, splits: Sequence[FoldSplit], inputs: _Inputs,
+             *, on_split: Callable | None) -> int:
+    """``run_experiment``'s ``workers`` as a number (see there).
+
+    Raises:
+        ValueError: not ``"auto"`` nor an integer >= 1, or above 1 with ``on_split``.
+    """
+    if workers == "auto":
+        from .parallel import plan
+
+        ready, _ = plan(run, splits, inputs)
+        on_cpu = choose_device(inputs.profile.training.device).type == "cpu"
+        return 2 if on_cpu and _torch_threads() >= 2 and len(ready) >= 2 and on_split is None else 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r}: give \"auto\" or the number of models to "
+                         "train at a time (1: in turn, in this process)")
+    if workers > 1 and on_split is not None:
+        raise ValueError(f"workers={workers} trains splits side by side, but on_split must see "
+                         "each split before the next one trains: use workers=1")
+    return workers
+
+
 def _finish(run: RunFolder, config: dict[str, Any], inputs: _Inputs,
             all_metrics: list[dict[str, Any]], all_pred: pd.DataFrame, *, tracker,
-            features_s: float, t_start: float, scored_role: str) -> None:
+            features_s: float, t_start: float, scored_role: str, workers: int) -> None:
     """Write the run's predictions (of the scored role), metrics and summary; end tracking."""
     times = {"features_s": features_s, "training_s": sum(m["train_seconds"] for m in all_metrics),
-             "total_s": time.perf_counter() - t_start}
+             "total_s": time.perf_counter() - t_start, "workers": workers}
     pred = all_pred[all_pred["role"] == scored_role].reset_index(drop=True)
     metrics = _run_metrics(all_metrics, pred, role=scored_role, times=times)
     run.write_results(pred, metrics, _summary_md(config, metrics, inputs.dataset))

@@ -119,9 +119,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description=("The CPU cross-validation recipe for ESC-50, about 87 minutes for all "
-                     "five folds on a 2-core CPU with native bf16 (about 1.5x longer in "
-                     "float32): refit mode, so each test fold's models train on all four other "
+        description=("The CPU cross-validation recipe for ESC-50, about 70 minutes for all "
+                     "five folds on a 2-core CPU with native bf16, two models at a time (about "
+                     "1.5x longer in float32): refit mode, so each test fold's models train on all four other "
                      "folds for a fixed 100 epochs and their last weights are scored; two seeds "
                      "per fold, then a student whose targets are half the label, half the two "
                      "seeds' mean probabilities; the fold is scored by the mean probabilities "
