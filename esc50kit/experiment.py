@@ -336,9 +336,11 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         f"**{role} accuracy: {acc['mean']:.3f} +- {acc['std']:.3f}** over {acc['n']} split(s); "
         f"pooled {metrics['overall_accuracy']:.3f}, macro-F1 {metrics['overall_macro_f1']:.3f}.",
         *[f"WARNING: {w}" for w in score_warnings(metrics)], "",
-        f"Times: features {t['features_s']:.1f} s, training {t['training_s']:.1f} s, "
-        f"total {t['total_s']:.1f} s; {metrics['samples_per_s'] or float('nan'):.1f} "
-        "training clips/s.", "",
+        f"Times: features {t['features_s']:.1f} s, training {t['training_s']:.1f} s"
+        + (f" (the models' own times added up; {t['workers']} trained at a time)"
+           if t.get("workers", 1) > 1 else "")
+        + f", total {t['total_s']:.1f} s; {metrics['samples_per_s'] or float('nan'):.1f} "
+        "training clips/s (per model).", "",
         "## Beside the reference points", "",
         _md_table(table), "",
     ])

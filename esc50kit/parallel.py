@@ -22,6 +22,7 @@ from .experiment import _Inputs, _run_one_split, _split_rows, _teacher_probs, _t
 from .run_folder import RunFolder
 from .splits import FoldSplit
 
+
 class Task(NamedTuple):
     """One model to train: the folder ``name`` of ``split`` (the split itself for a split
     of one model), its ``seed``, and whether it is the split's ``student``."""
@@ -63,8 +64,9 @@ def train_all(run: RunFolder, splits: Sequence[FoldSplit], inputs: _Inputs,
     """Train every model :func:`plan` lists, ``workers`` processes at a time with ``threads``
     torch threads each (the last model alone: ``threads * workers``); a student starts as
     soon as its seeds are done (it reads their chosen checkpoints, not their last). A line
-    per model as it finishes (with ``inputs.progress``). The first error, a worker that dies, or Ctrl-C stops every worker
-    and is raised here; what finished stays written and a rerun resumes the rest.
+    per model as it finishes (with ``inputs.progress``). The first error, a worker that
+    dies, or Ctrl-C stops every worker and is raised here; what finished stays written and
+    a rerun resumes the rest.
 
     Raises:
         RuntimeError: a worker died without a word (killed, out of memory, or a script

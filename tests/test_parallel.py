@@ -42,6 +42,7 @@ def test_models_trained_side_by_side_are_the_models_trained_in_turn(
     assert drop_time(side.metrics["splits"][0]["members"]) == drop_time(
         in_turn.metrics["splits"][0]["members"])
     assert not list(side.run_dir.rglob(LAST))  # each worker dropped its resume checkpoint
+    assert "2 trained at a time" in (side.run_dir / "summary.md").read_text()
 
 
 def test_the_plan_waits_students_on_their_seeds_and_a_run_resumes_side_by_side(
