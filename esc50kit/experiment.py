@@ -380,8 +380,9 @@ def run_experiment(
         workers: how many models train at a time, each in its own process with its share
             of the cores (:mod:`esc50kit.parallel`); a split's student starts once its
             seeds are done. ``"auto"``: 2 on a CPU of 2 or more threads when the run has
-            models that can train side by side and no ``on_split``, else 1 (in turn, in
-            this process).
+            models that can train side by side, each long enough to pay for its process
+            (:func:`esc50kit.parallel.auto_workers`), and no ``on_split``; else 1 (in
+            turn, in this process).
 
     Raises:
         SplitError: a split's score would mean nothing, or a mode's fold holds no clips
@@ -435,11 +436,14 @@ def _workers(workers: int | str, run: RunFolder, splits: Sequence[FoldSplit], in
         ValueError: not ``"auto"`` nor an integer >= 1, or above 1 with ``on_split``.
     """
     if workers == "auto":
-        from .parallel import plan
+        from .parallel import auto_workers, plan
 
         ready, _ = plan(run, splits, inputs)
-        on_cpu = choose_device(inputs.profile.training.device).type == "cpu"
-        return 2 if on_cpu and _torch_threads() >= 2 and len(ready) >= 2 and on_split is None else 1
+        if on_split is not None or not ready:
+            return 1
+        clips = len(_split_rows(ready[0].split, inputs)[0]) * inputs.profile.training.epochs
+        return auto_workers(ready=len(ready), clips_per_model=clips, threads=_torch_threads(),
+                            on_cpu=choose_device(inputs.profile.training.device).type == "cpu")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r}: give \"auto\" or the number of models to "
                          "train at a time (1: in turn, in this process)")

@@ -23,6 +23,18 @@ from .run_folder import RunFolder
 from .splits import FoldSplit
 
 
+# Training clips per model (rows x epochs) below which starting a worker process (about 4 s:
+# Python, torch, the features) costs about what training beside another model saves.
+MIN_CLIPS = 20_000
+
+
+def auto_workers(*, ready: int, clips_per_model: int, on_cpu: bool, threads: int) -> int:
+    """``workers="auto"``: 2 where two at a time pays (a CPU of 2 or more ``threads``, 2 or
+    more models ``ready`` to train side by side, each of at least :data:`MIN_CLIPS`
+    training clips), else 1."""
+    return 2 if on_cpu and threads >= 2 and ready >= 2 and clips_per_model >= MIN_CLIPS else 1
+
+
 class Task(NamedTuple):
     """One model to train: the folder ``name`` of ``split`` (the split itself for a split
     of one model), its ``seed``, and whether it is the split's ``student``."""

@@ -223,8 +223,7 @@ class RunFolder:
         (``retrain_hint``: how the reader asks for a fresh run)."""
         state, done, names = self.state()
         if state == "new":
-            return (f"Training a new run into {self.path} (progress below: a bar per split, "
-                    "or a bar of models where they train side by side).")
+            return f"Training a new run into {self.path} (progress below)."
         afresh = (f"To train afresh, {retrain_hint} (the old folder is kept, renamed) or choose "
                   "another run_name (give notebook 04 the same one).")
         if state == "finished":

@@ -82,7 +82,10 @@ def _prepare(workspace: Path, profile: str) -> None:
     quick look (papermill's --prepare-only: parameters injected, nothing executed)."""
     import papermill as pm
 
-    quick = {"03_Modeling": {"overrides": {"training.epochs": 2}},
+    # two seeds and a student, as cpu-esc50 trains them: 03 trains them two at a time in
+    # worker processes of the notebook's kernel, 04's upload widget uses the student
+    quick = {"03_Modeling": {"overrides": {"training.epochs": 2, "seeds": 2, "student": 0.5},
+                             "workers": 2},
              "04_Evaluation": {"protocol_demo": False, "n_mistakes": 1}}
     (workspace / "notebooks").mkdir(parents=True)
     for name in NOTEBOOKS:
@@ -297,6 +300,11 @@ def test_03_trains_with_progress_and_curves(page, lab):
     train = page.locator(".jp-CodeCell", has_text="run_experiment(")
     assert train.get_by_text("Training a new run").count(), "03 did not say that it trains"
     assert train.locator(".widget-hprogress, progress").count(), "no progress bar while training"
+    assert train.get_by_text("models (2 at a time)").count(), "no models trained side by side"
+    assert train.get_by_text("/student: test acc").count(), "no line for the student"
+    output = train.locator(".jp-OutputArea")
+    output.scroll_into_view_if_needed()
+    shot(output, "03_Modeling-models-side-by-side")
     curves = page.locator(".jp-CodeCell", has_text="plot_training_curves").locator(".jp-OutputArea")
     curves.scroll_into_view_if_needed()
     assert curves.locator("img").count() >= 1

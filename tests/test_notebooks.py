@@ -89,7 +89,8 @@ def chain(synthetic_root, tmp_path_factory):
         result = run_chain(
             data_dir=synthetic_root, profile="tiny", out_dir="reports", artifacts_dir="artifacts",
             notebook_dir="notebooks",
-            parameters={"demo_epochs": 2, "mode": "final", "overrides": {"seeds": 2, "student": 0.5}},
+            parameters={"demo_epochs": 2, "mode": "final", "workers": 2,
+                        "overrides": {"seeds": 2, "student": 0.5}},
         )
     finally:
         os.chdir(here)
