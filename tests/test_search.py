@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -215,15 +214,15 @@ def test_a_worker_waits_for_another_and_takes_over_its_trial_when_it_dies(synthe
     running.set_user_attr("worker", {"host": socket.gethostname(), "pid": other.pid})
     lr = running.suggest_float("training.lr", 1e-4, 1e-1, log=True)
 
-    def die():
-        other.kill()
-        other.wait()  # reaped: its pid is gone
-
-    timer = threading.Timer(1.0, die)
-    timer.start()
     lines: list[str] = []
-    table = _fake_search(synthetic_root, tmp_path, train=train, n_trials=2, log=lines.append)
-    timer.join()
+
+    def log(line: str) -> None:  # the other worker dies once this one waits for it
+        lines.append(line)
+        if line.startswith("waiting for trial"):
+            other.kill()
+            other.wait()  # reaped: its pid is gone
+
+    table = _fake_search(synthetic_root, tmp_path, train=train, n_trials=2, log=log)
     assert lines[0] == "waiting for trial(s) [1], running in other workers"
     trials = _study(tmp_path, "f").trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
