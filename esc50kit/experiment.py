@@ -178,7 +178,8 @@ def _train_member(name: str, seed: int, inputs: _Inputs, run: RunFolder, rows: t
     scored = np.concatenate([val, test])
     config = inputs.profile.training
     if teacher is not None:
-        config = replace(config, distill=inputs.profile.student)
+        config = replace(config, distill=inputs.profile.student,
+                         epochs=inputs.profile.student_epochs)
     probs, result = train_and_score(
         inputs.X, df["label"].to_numpy(), train=train, val=val, scored=scored,
         model_config=inputs.model_config, train_config=config, seed=seed,
@@ -324,7 +325,9 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
         how += (f"; each split is scored by the mean probabilities of {seeds + bool(student)} "
                 f"models (seeds {config['seed']}-{config['seed'] + seeds - 1}"
                 + (f", then a student of theirs, distillation weight {student}" if student
-                   else "") + ")")
+                   else "")
+                + (f" for {Profile.from_dict(config['profile']).student_epochs} epochs"
+                   if student else "") + ")")
     t = metrics["times"]
     return "\n".join([
         f"# Run `{config['run_name']}`", "",
@@ -537,6 +540,7 @@ def _run_config(inputs: _Inputs, run_name: str, *, data_dir: str | Path, subset:
         "profile": prof.to_dict(), "features": prof.features.to_dict(),
         "model": inputs.model_config.to_dict(), "training": prof.training.to_dict(),
         "seed": inputs.seed, "seeds": prof.seeds, "student": prof.student,
+        "student_epoch_factor": prof.student_epoch_factor,
         "folds": sorted(int(f) for f in df["fold"].unique()),
         "val_offset": val_offset, "splits": [_split_dict(s) for s in splits],
         "cross_fold": inputs.cross_fold, "versions": run_versions(),

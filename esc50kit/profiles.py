@@ -31,13 +31,16 @@ class Profile:
     one more model per split, trained after them on the same rows (knowledge distillation,
     ``TrainConfig.distill``), or 0 for none. With more than one model a split is scored by
     their ensemble (mean class probabilities); with a student, ``predict`` uses the student
-    alone by default: one network that learnt from the ensemble."""
+    alone by default: one network that learnt from the ensemble. ``student_epoch_factor``:
+    the student trains ``round(training.epochs * student_epoch_factor)`` epochs (1: as many
+    as each seed), so an epochs override scales it too."""
 
     name: str
     description: str
     mode: str
     seeds: int = 1
     student: float = 0.0
+    student_epoch_factor: float = 1.0
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -51,16 +54,29 @@ class Profile:
         if not 0 <= self.student <= 1:
             raise ValueError(f"profile {self.name!r}: student={self.student!r} must be a weight "
                              "in [0, 1] (0: no student)")
+        if (isinstance(self.student_epoch_factor, bool)
+                or not isinstance(self.student_epoch_factor, (int, float))
+                or not self.student_epoch_factor > 0):
+            raise ValueError(f"profile {self.name!r}: student_epoch_factor="
+                             f"{self.student_epoch_factor!r} must be a number > 0 (1: the "
+                             "student trains as many epochs as each seed)")
+
+    @property
+    def student_epochs(self) -> int:
+        """The epochs the student trains: ``training.epochs * student_epoch_factor``, rounded."""
+        return max(1, round(self.training.epochs * self.student_epoch_factor))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "mode": self.mode,
                 "seeds": self.seeds, "student": self.student,
+                "student_epoch_factor": self.student_epoch_factor,
                 **{section: getattr(self, section).to_dict() for section in _SECTIONS}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Profile":
         return cls(name=d["name"], description=d.get("description", ""), mode=d["mode"],
                    seeds=d.get("seeds", 1), student=d.get("student", 0.0),
+                   student_epoch_factor=d.get("student_epoch_factor", 1.0),
                    **{name: kind.from_dict(d[name]) for name, kind in _SECTIONS.items()})
 
 
@@ -119,20 +135,23 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description=("The CPU cross-validation recipe for ESC-50, about 70 minutes for all "
+        description=("The CPU cross-validation recipe for ESC-50, about 80 minutes for all "
                      "five folds on a 2-core CPU with native bf16, two models at a time (about "
-                     "1.5x longer in float32): refit mode, so each test fold's models train on all four other "
-                     "folds for a fixed 100 epochs and their last weights are scored; two seeds "
-                     "per fold, then a student whose targets are half the label, half the two "
-                     "seeds' mean probabilities; the fold is scored by the mean probabilities "
-                     "of all three, and predict uses the student; a quarter-width ResNet18 with "
+                     "1.5x longer in float32): refit mode, so each test fold's models train on "
+                     "all four other folds for a fixed epoch count and their last weights are "
+                     "scored; two seeds per fold (100 epochs), then a student (150 epochs) whose "
+                     "targets are half the label, half the two seeds' mean probabilities; the "
+                     "fold is scored by the mean probabilities of all three, and predict uses "
+                     "the student; a quarter-width ResNet18 with "
                      "EMA of the weights on (128, 216) log-mels, random 4 s crops, time "
                      "stretch and mel shift, between-class mixing (the sounds mixed in "
                      "power, alpha 1.0), bf16 autocast. Chosen on ESC-50's validation fold 4 "
-                     "(benchmarks/README.md)."),
+                     "(benchmarks/README.md); the student's 150 epochs on the inner "
+                     "cross-validation over folds 1-4."),
         mode="refit",
         seeds=2,
         student=0.5,
+        student_epoch_factor=1.5,
         features=_FINE_FEATURES,
         model=_CPU_MODEL,
         training=replace(_CPU_TRAINING, epochs=100, ema=0.98, crop_frames=172, mixup_alpha=1.0,
@@ -162,7 +181,8 @@ PROFILES: dict[str, Profile] = {
 }
 
 _SECTIONS = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig}
-_TOP_LEVEL = ("mode", "seeds", "student", "description")
+_TOP_LEVEL = ("mode", "seeds", "student", "student_epoch_factor",
+              "description")
 
 
 def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +202,8 @@ def apply_overrides(profile: Profile, overrides: dict[str, Any] | None) -> Profi
     Args:
         overrides: ``{"section.field": value}`` (sections ``features``, ``model``,
             ``training``) or nested ``{"section": {"field": value}}``; top-level
-            ``mode``, ``seeds``, ``student`` and ``description`` are accepted too.
+            ``mode``, ``seeds``, ``student``, ``student_epoch_factor`` and ``description``
+            are accepted too.
 
     Raises:
         ValueError: an unknown section or field, naming the known ones.

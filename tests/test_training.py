@@ -522,6 +522,32 @@ def test_a_student_learns_from_its_seeds_joins_their_ensemble_and_is_the_deploye
         Profile(name="x", description="", mode="cv", student=1.5)
 
 
+def test_a_student_can_train_longer_than_its_seeds_and_the_run_keeps_to_that(
+        synthetic_root, tmp_path):
+    from esc50kit.profiles import Profile, get_profile
+
+    over = {"training.epochs": 2, "seeds": 2, "student": 0.5, "student_epoch_factor": 1.5}
+    kw = dict(artifacts_dir=tmp_path, mode="final", profile="tiny", progress=False,
+              run_name="longer", overrides=over)
+    run = run_experiment(synthetic_root, **kw)
+    split = run.config["splits"][0]["name"]
+    folder = RunFolder(run.run_dir)
+    epochs = {n.split("/")[-1]: len(folder.history(n)) for n in folder.member_names(split)}
+    assert epochs == {"seed0": 2, "seed1": 2, "student": 3}  # round(2 * 1.5)
+    assert run.config["student_epoch_factor"] == 1.5
+    assert "distillation weight 0.5 for 3 epochs" in (run.run_dir / "summary.md").read_text()
+    # a run folder keeps its student's length: another factor is another configuration
+    with pytest.raises(ValueError, match="another configuration.*student_epoch_factor"):
+        run_experiment(synthetic_root, **dict(kw, overrides={**over, "student_epoch_factor": 2}))
+    # the factor follows an epochs override; without a student it is simply unused
+    assert get_profile("cpu-esc50").student_epochs == 150
+    assert get_profile("cpu-esc50", {"training.epochs": 20}).student_epochs == 30
+    assert get_profile("cpu-esc50", {"student": 0}).student == 0
+    for bad in (0, -1.5, True, "1.5"):
+        with pytest.raises(ValueError, match=f"student_epoch_factor={bad!r} must be a number > 0"):
+            Profile(name="x", description="", mode="cv", student=0.5, student_epoch_factor=bad)
+
+
 def test_without_validation_rows_patience_is_refused_and_the_last_epoch_kept():
     X, y = _toy(n=16)
     empty = X[:0], y[:0]
@@ -630,7 +656,8 @@ def test_profile_settings_from_the_command_line_and_their_refusals():
         parse_overrides(["seeds"])
     with pytest.raises(ValueError, match="seeds=0 must be an integer >= 1"):
         get_profile("quick", {"seeds": 0})
-    with pytest.raises(ValueError, match="one of \\('mode', 'seeds', 'student', 'description'\\)"):
+    with pytest.raises(ValueError, match="one of \\('mode', 'seeds', 'student', "
+                                         "'student_epoch_factor', 'description'\\)"):
         get_profile("quick", {"epochs": 3})
 
 
