@@ -324,10 +324,9 @@ def _summary_md(config: dict, metrics: dict, dataset: str) -> str:
     if seeds > 1 or student:
         how += (f"; each split is scored by the mean probabilities of {seeds + bool(student)} "
                 f"models (seeds {config['seed']}-{config['seed'] + seeds - 1}"
-                + (f", then a student of theirs, distillation weight {student}" if student
-                   else "")
-                + (f" for {Profile.from_dict(config['profile']).student_epochs} epochs"
-                   if student else "") + ")")
+                + (f", then a student of theirs, distillation weight {student} for "
+                   f"{Profile.from_dict(config['profile']).student_epochs} epochs" if student
+                   else "") + ")")
     t = metrics["times"]
     return "\n".join([
         f"# Run `{config['run_name']}`", "",

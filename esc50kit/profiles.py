@@ -181,8 +181,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 _SECTIONS = {"features": FeatureConfig, "model": ModelConfig, "training": TrainConfig}
-_TOP_LEVEL = ("mode", "seeds", "student", "student_epoch_factor",
-              "description")
+_TOP_LEVEL = ("mode", "seeds", "student", "student_epoch_factor", "description")
 
 
 def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:

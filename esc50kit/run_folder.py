@@ -50,8 +50,7 @@ PREDICTIONS, NORMALIZER = "predictions.csv", "normalizer.json"
 # config.json keys that must agree for a run folder to be resumed
 # (the dataset by content, not by path: a moved copy of the same data resumes)
 _RESUME_KEYS = ("dataset_files", "subset", "mode", "features", "model", "training", "seed",
-                "seeds", "student", "student_epoch_factor", "splits",
-                "cross_fold")
+                "seeds", "student", "student_epoch_factor", "splits", "cross_fold")
 # what a run folder written before a key existed behaved as
 _RESUME_DEFAULTS = {"cross_fold": "allow", "seeds": 1, "student": 0.0,
                     "student_epoch_factor": 1.0}
