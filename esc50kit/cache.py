@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from multiprocessing import connection as mp_connection
@@ -143,8 +144,6 @@ def _worker_loop(conn, parent_pid: int) -> None:
     Libraries loaded before the fork get one thread each: the processes are the parallelism.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # the parent blocked SIGINT while starting us
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     if "cv2" in sys.modules:
@@ -166,6 +165,32 @@ def _worker_loop(conn, parent_pid: int) -> None:
         conn.send(reply)
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold back a Ctrl-C (SIGINT) until the block ends, then deliver it as usual.
+
+    Blocking the signal in this thread is not enough: the kernel hands it to any other
+    thread (numpy's BLAS threads), and Python then raises KeyboardInterrupt in this one at
+    any line, even between a worker's fork and its registration (a CI run once saw such a
+    worker outlive its parent). A forked child inherits the holding handler until it sets
+    its own. Outside the main thread nothing is held: KeyboardInterrupt is not raised there.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):  # a handler Python cannot restore
+        yield
+        return
+    held: list[tuple] = []
+    previous = signal.signal(signal.SIGINT, lambda *sig: held.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(*held[0])  # Python's default handler raises KeyboardInterrupt here
+        elif held and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
 class _Workers:
     """Worker processes with a pipe each, for :func:`extract_features`.
 
@@ -177,24 +202,18 @@ class _Workers:
 
     def __init__(self, n: int, ctx) -> None:
         self.procs, self.conns = [], []
-        # SIGINT stays blocked while the workers start, so none is interrupted before it
-        # ignores SIGINT; one that arrives meanwhile reaches this process afterwards.
-        mask = getattr(signal, "pthread_sigmask", None)  # POSIX only
-        old = mask(signal.SIG_BLOCK, {signal.SIGINT}) if mask else None
         try:
-            for _ in range(n):
-                parent_end, child_end = ctx.Pipe(duplex=True)
-                self.conns.append(parent_end)
-                self.procs.append(ctx.Process(target=_worker_loop, args=(child_end, os.getpid()),
-                                              daemon=True))
-                self.procs[-1].start()
-                child_end.close()
-        except BaseException:
+            with _ctrl_c_held():  # none half-started (forked, not yet known) when it lands
+                for _ in range(n):
+                    parent_end, child_end = ctx.Pipe(duplex=True)
+                    self.conns.append(parent_end)
+                    self.procs.append(ctx.Process(target=_worker_loop,
+                                                  args=(child_end, os.getpid()), daemon=True))
+                    self.procs[-1].start()
+                    child_end.close()
+        except BaseException:  # a Ctrl-C held meanwhile lands here, once all have started
             self.stop(kill=True)
             raise
-        finally:
-            if mask:
-                mask(signal.SIG_SETMASK, old)
 
     def imap_unordered(self, tasks: Sequence) -> Iterator:
         """Results of ``_extract_chunk`` on ``tasks``, in the order they finish."""
