@@ -13,7 +13,12 @@ that compute them changes (which moves floating-point sums, as any thread count 
 """
 from __future__ import annotations
 
+import _thread
+import contextlib
 import multiprocessing
+import signal
+import threading
+import time
 from collections import deque
 from dataclasses import replace
 from typing import Any, NamedTuple, Sequence
@@ -74,11 +79,11 @@ def train_all(run: RunFolder, splits: Sequence[FoldSplit], inputs: _Inputs,
               split_warnings: dict[str, list[str]], *, workers: int, threads: int,
               keep_last_checkpoints: bool = False) -> None:
     """Train every model :func:`plan` lists, ``workers`` processes at a time with ``threads``
-    torch threads each (the last model alone: ``threads * workers``); a student starts as
-    soon as its seeds are done (it reads their chosen checkpoints, not their last). A line
-    per model as it finishes (with ``inputs.progress``). The first error, a worker that
-    dies, or Ctrl-C stops every worker and is raised here; what finished stays written and
-    a rerun resumes the rest.
+    torch threads each (the last one running gets ``threads * workers`` from the moment it is
+    the last); a student starts as soon as its seeds are done (it reads their chosen
+    checkpoints, not their last). A line per model as it finishes (with
+    ``inputs.progress``). The first error, a worker that dies, or Ctrl-C stops every worker
+    and is raised here; what finished stays written and a rerun resumes the rest.
 
     Raises:
         RuntimeError: a worker died without a word (killed, out of memory, or a script
@@ -90,7 +95,7 @@ def train_all(run: RunFolder, splits: Sequence[FoldSplit], inputs: _Inputs,
     ready, waiting = plan(run, splits, inputs)
     ready = deque(ready)
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch
-    running: dict[Any, tuple[Any, Any, Task]] = {}  # sentinel -> (process, pipe, task)
+    running: dict[Any, tuple[Any, Any, Task, Any]] = {}  # sentinel -> (process, pipe, task, pipe)
     share = replace(inputs, progress=False)
     with tqdm(total=len(ready) + len(waiting), desc=f"models ({workers} at a time)",
               unit="model", disable=not inputs.progress) as bar:
@@ -98,17 +103,18 @@ def train_all(run: RunFolder, splits: Sequence[FoldSplit], inputs: _Inputs,
             while ready or running:
                 while ready and len(running) < workers:
                     task = ready.popleft()
-                    alone = not (ready or waiting or running)  # nothing left to share with
-                    receive, send = context.Pipe(duplex=False)
-                    proc = context.Process(target=_train_task, daemon=True, args=(
-                        send, share, run, task, split_warnings[task.split.name],
-                        threads * workers if alone else threads, keep_last_checkpoints),
-                        name=f"esc50kit {task.name}")
-                    proc.start()
-                    send.close()
-                    running[proc.sentinel] = (proc, receive, task)
+                    proc, receive, widen = _start(context, share, run, task, split_warnings[
+                        task.split.name], threads=threads, keep=keep_last_checkpoints)
+                    running[proc.sentinel] = (proc, receive, task, widen)
+                if len(running) == 1 and not ready:  # the last one running: every thread
+                    widen = next(iter(running.values()))[3]
+                    if not widen.closed:  # once
+                        with contextlib.suppress(OSError):  # (it may have just finished)
+                            widen.send(threads * workers)
+                        widen.close()
                 for sentinel in wait(list(running)):
-                    proc, receive, task = running.pop(sentinel)
+                    proc, receive, task, widen = running.pop(sentinel)
+                    widen.close()
                     line = _outcome(proc, receive, task)
                     if inputs.progress:
                         bar.write(line)
@@ -118,10 +124,25 @@ def train_all(run: RunFolder, splits: Sequence[FoldSplit], inputs: _Inputs,
                     if student is not None and not seeds:  # before the next split's seeds
                         ready.appendleft(waiting.pop(task.split.name)[0])
         finally:  # an error or Ctrl-C: stop the others (their checkpoints stay)
-            for proc, receive, _ in running.values():
+            for proc, receive, _, widen in running.values():
                 proc.terminate()
                 proc.join()
                 receive.close()
+                widen.close()
+
+
+def _start(context, inputs: _Inputs, run: RunFolder, task: Task, warnings: list[str], *,
+           threads: int, keep: bool) -> tuple[Any, Any, Any]:
+    """A worker process training ``task`` with ``threads`` threads: (the process, the pipe
+    its result arrives on, the pipe that can give it more threads)."""
+    receive, send = context.Pipe(duplex=False)
+    widen_in, widen = context.Pipe(duplex=False)
+    proc = context.Process(target=_train_task, daemon=True, name=f"esc50kit {task.name}",
+                           args=(send, widen_in, inputs, run, task, warnings, threads, keep))
+    proc.start()
+    send.close()
+    widen_in.close()
+    return proc, receive, widen
 
 
 def _outcome(proc, receive, task: Task) -> str:
@@ -144,19 +165,52 @@ def _outcome(proc, receive, task: Task) -> str:
     return message
 
 
-def _train_task(send, inputs: _Inputs, run: RunFolder, task: Task, warnings: list[str],
+def _train_task(send, widen, inputs: _Inputs, run: RunFolder, task: Task, warnings: list[str],
                 threads: int, keep_last_checkpoint: bool) -> None:
     """In a worker process: train one model as :func:`esc50kit.experiment._run_one_split`
-    would in turn, then send a line saying how it scored (or the error)."""
+    would in turn, with ``threads`` torch threads (more if a number arrives on ``widen``),
+    then send a line saying how it scored (or the error)."""
     import torch
 
     torch.set_num_threads(threads)
+    widened = _widen_on_request(widen)
     try:
-        send.send(_train_one(inputs, run, task, warnings, keep_last_checkpoint))
+        line = _train_one(inputs, run, task, warnings, keep_last_checkpoint)
+        if widened:
+            line += f"; {widened[0]} threads for its last {time.monotonic() - widened[1]:.0f} s"
+        send.send(line)
     except BaseException as error:  # noqa: BLE001 - handed to the parent, which raises it
         send.send(error)
     finally:
         send.close()
+
+
+def _widen_on_request(widen) -> list:
+    """Take the number of torch threads that arrives on the pipe ``widen`` (the parent sends
+    it when this model is the last one running, so that no core sits idle). torch takes its
+    thread count in the thread that computes: a watcher thread has the main thread set it
+    between two Python lines, as a signal would. Returns a list that then holds (threads,
+    when). POSIX (SIGUSR1); elsewhere the model keeps the threads it started with."""
+    import torch
+
+    wanted: list[int] = []
+    widened: list = []
+    signum = getattr(signal, "SIGUSR1", None)
+    if signum is None:
+        return widened
+
+    def apply(*_) -> None:
+        torch.set_num_threads(wanted[0])
+        widened[:] = [wanted[0], time.monotonic()]
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):  # EOF: the parent closed it unsent
+            wanted.append(widen.recv())
+            _thread.interrupt_main(signum)
+
+    signal.signal(signum, apply)
+    threading.Thread(target=watch, name="esc50kit widen", daemon=True).start()
+    return widened
 
 
 def _train_one(inputs: _Inputs, run: RunFolder, task: Task, warnings: list[str],

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
+import signal
+import time
 
 import pandas as pd
 import pytest
 import torch
 
 from esc50kit.experiment import run_experiment
-from esc50kit.parallel import Task, _outcome, plan
+from esc50kit.parallel import Task, _outcome, _widen_on_request, plan
 from esc50kit.run_folder import RunFolder
 from esc50kit.splits import FoldSplit
 from esc50kit.training import LAST, TrainingDivergedError
@@ -74,6 +77,36 @@ def test_the_plan_waits_students_on_their_seeds_and_a_run_resumes_side_by_side(
         old = first.metrics["splits"][first.split_names.index(split)]["members"][:2]
         assert again.metrics["splits"][again.split_names.index(split)]["members"][:2] == old
     assert all(run.split_done(n) for ns in names.values() for n in ns)
+
+
+def test_the_model_left_running_alone_gets_every_thread(synthetic_root, tmp_path, capsys,
+                                                        torch_one_thread):
+    """Two workers of one thread; whichever model is the last one running gets the second
+    thread from then on, so no core sits idle through a run's long last model."""
+    result = run_experiment(synthetic_root, artifacts_dir=tmp_path, mode="final", profile="tiny",
+                            run_name="tail", workers=2, overrides={
+                                **TAUGHT, "student_epoch_factor": 5})
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "clips/s" in ln]
+    student = RunFolder(result.run_dir).member_names(result.split_names[0])[-1]
+    assert len(lines) == 3 and lines[-1].startswith(f"{student}: ")
+    assert re.search(r"; 2 threads for its last \d+ s$", lines[-1])  # it started with one
+    assert len(pd.read_csv(result.run_dir / student / "history.csv")) == 10
+
+
+def test_a_worker_takes_the_threads_its_pipe_sends_between_two_python_lines(torch_one_thread):
+    receive, send = multiprocessing.Pipe(duplex=False)
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        widened = _widen_on_request(receive)
+        time.sleep(0.2)
+        assert (widened, torch.get_num_threads()) == ([], 1)  # nothing sent, nothing changes
+        sent = time.monotonic()
+        send.send(2)
+        while not widened and time.monotonic() < sent + 10:
+            time.sleep(0.01)
+        assert widened[0] == 2 and widened[1] >= sent and torch.get_num_threads() == 2
+    finally:
+        signal.signal(signal.SIGUSR1, before)
 
 
 def test_auto_trains_two_at_a_time_only_where_it_pays():
