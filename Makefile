@@ -6,7 +6,7 @@
 #
 # Variables (make run DATA=../shared/data/ESC-10 PROFILE=quick):
 #   DATA     a local ESC-50 zip or extracted tree to use instead of downloading
-#   PROFILE  quick (minutes on a laptop CPU), cpu-esc50 (all folds, about 95 minutes on 2 cores)
+#   PROFILE  quick (minutes on a laptop CPU), cpu-esc50 (all folds, about 90 minutes on 2 cores)
 #            or full (all folds, meant for a GPU)
 #   OUT      where the executed notebooks and their HTML go
 #   LAB_ARGS extra JupyterLab options (make lab LAB_ARGS="--no-browser --port 8899")

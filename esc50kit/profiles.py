@@ -135,7 +135,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu-esc50": Profile(
         name="cpu-esc50",
-        description=("The CPU cross-validation recipe for ESC-50, about 95 minutes for all "
+        description=("The CPU cross-validation recipe for ESC-50, about 90 minutes for all "
                      "five folds on a 2-core CPU with native bf16, two models at a time (about "
                      "1.5x longer in float32): refit mode, so each test fold's models train on "
                      "all four other folds for a fixed epoch count and their last weights are "
