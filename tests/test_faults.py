@@ -172,7 +172,7 @@ def test_torch_save_failures_that_are_not_writes_are_not_disguised(tmp_path):
 _EXTRACT = textwrap.dedent("""
     import sys
     import pandas as pd
-    from esc50kit.cache import _Workers, load_or_compute
+    from esc50kit.cache import load_or_compute
     from esc50kit.data import load_metadata
     from esc50kit.features import FeatureConfig
     df = pd.concat([load_metadata(sys.argv[1])] * 40, ignore_index=True)  # a long extraction
